@@ -1,0 +1,1 @@
+"""Subcommands of the ``sas`` CLI, one module each (see :mod:`sas_engine.cli`)."""

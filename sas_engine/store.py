@@ -1,0 +1,213 @@
+"""The artefact store: one folder per scene of derived artefacts (features, capabilities, predictions...).
+
+Layout::
+
+    <root>/<scene_id>/<name>.pt      torch payload  {"__header__": {...}, <key>: tensor | number | str | list | dict}
+    <root>/<scene_id>/<name>.json    JSON payload   {"__header__": {...}, ...}
+    <root>/_shared/<name>.*          artefacts not tied to one scene (capability tables, checkpoints)
+
+Every artefact is written atomically (temporary file in the same folder, flush + fsync, ``os.replace``) and stamped
+with a header: the store format version, the artefact kind, the producing config and a hash of config + inputs.
+Loading compares the header with what the caller expects; a stale or foreign artefact is refused with
+:class:`StaleArtefactError` (or recomputed by :meth:`ArtefactStore.get_or_compute`), never silently reused.
+Torch payloads only contain tensors and plain Python values, so they load with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .config import config_dict, config_hash
+from .errors import SASInputError, StaleArtefactError
+
+FORMAT_VERSION = 1
+"""Bump when the on-disk layout of any artefact changes; older artefacts are then recomputed."""
+
+SHARED = "_shared"
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Write ``path`` atomically: ``write(fileobj)`` fills a temp file next to it, which is then renamed over ``path``.
+
+    A crash before the rename leaves the previous file (if any) intact and no partial file under the final name;
+    the temp file is removed on any exception.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def make_header(kind: str, config, inputs=None) -> dict:
+    """Header stamped on an artefact: format version, kind, config (as JSON-able dict) and hash of config+inputs."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": config_dict(config) if config is not None else {},
+        "inputs": config_dict(inputs) if inputs is not None else {},
+        "hash": config_hash(kind, config, inputs),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+class ArtefactStore:
+    """Per-scene artefact folders under ``root``.
+
+    Args:
+        root: the store's folder (created on first write).
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- paths -----------------------------------------------------------------------------------------------
+    def scene_dir(self, scene_id: Optional[str]) -> Path:
+        sid = SHARED if scene_id is None else str(scene_id)
+        if not sid or "/" in sid or "\\" in sid or sid in (".", ".."):
+            raise SASInputError(None, f"invalid scene id {scene_id!r} for the artefact store")
+        return self.root / sid
+
+    def path(self, scene_id: Optional[str], name: str, ext: str = ".pt") -> Path:
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise SASInputError(None, f"invalid artefact name {name!r}")
+        return self.scene_dir(scene_id) / f"{name}{ext}"
+
+    # -- torch payloads --------------------------------------------------------------------------------------
+    def save(self, scene_id: Optional[str], name: str, payload: dict, *, kind: str, config=None, inputs=None) -> Path:
+        """Atomically save a dict of tensors / plain values with a header. Returns the file path."""
+        import torch
+
+        if "__header__" in payload:
+            raise ValueError("payload may not contain the key '__header__'")
+        obj = {"__header__": make_header(kind, config, inputs), **payload}
+        return atomic_write(self.path(scene_id, name), lambda f: torch.save(obj, f))
+
+    def header(self, scene_id: Optional[str], name: str, ext: str = ".pt") -> Optional[dict]:
+        """The header of a stored artefact, or ``None`` when it does not exist."""
+        p = self.path(scene_id, name, ext)
+        if not p.exists():
+            return None
+        return self._read(p)["__header__"]
+
+    def load(self, scene_id: Optional[str], name: str, *, kind: str, config=None, inputs=None,
+             map_location: str = "cpu") -> Optional[dict]:
+        """Load a payload; ``None`` when missing. Raises :class:`StaleArtefactError` when its header does not match
+        the format version, kind, config or inputs the caller expects."""
+        p = self.path(scene_id, name)
+        if not p.exists():
+            return None
+        obj = self._read(p, map_location)
+        self._check(p, obj["__header__"], kind, config, inputs)
+        obj.pop("__header__")
+        return obj
+
+    def get_or_compute(self, scene_id: Optional[str], name: str, compute: Callable[[], dict], *, kind: str,
+                       config=None, inputs=None, recompute: bool = False) -> dict:
+        """Return the cached payload, or compute, save and return it when missing, stale or ``recompute`` is set."""
+        if not recompute:
+            try:
+                got = self.load(scene_id, name, kind=kind, config=config, inputs=inputs)
+            except StaleArtefactError as e:
+                log.warning("recomputing %s", e)
+                got = None
+            if got is not None:
+                return got
+        payload = compute()
+        self.save(scene_id, name, payload, kind=kind, config=config, inputs=inputs)
+        return payload
+
+    # -- JSON payloads ---------------------------------------------------------------------------------------
+    def save_json(self, scene_id: Optional[str], name: str, payload: dict, *, kind: str, config=None,
+                  inputs=None) -> Path:
+        obj = {"__header__": make_header(kind, config, inputs), **payload}
+        text = json.dumps(obj, indent=1, sort_keys=False, default=_json_default)
+        return atomic_write(self.path(scene_id, name, ".json"), lambda f: f.write(text), mode="w")
+
+    def load_json(self, scene_id: Optional[str], name: str, *, kind: str, config=None, inputs=None) -> Optional[dict]:
+        p = self.path(scene_id, name, ".json")
+        if not p.exists():
+            return None
+        obj = self._read(p)
+        self._check(p, obj["__header__"], kind, config, inputs)
+        obj.pop("__header__")
+        return obj
+
+    # -- raw files (PNG plots...) ----------------------------------------------------------------------------
+    def write_bytes(self, scene_id: Optional[str], filename: str, data: bytes) -> Path:
+        """Atomically write a plain file (e.g. a PNG) into a scene's folder."""
+        stem, dot, ext = filename.rpartition(".")
+        p = self.path(scene_id, stem if dot else filename, f".{ext}" if dot else "")
+        return atomic_write(p, lambda f: f.write(data))
+
+    def list(self, scene_id: Optional[str]) -> list[dict]:
+        """Headers of all artefacts of a scene, each with ``name`` and ``file`` added; unreadable files reported."""
+        d = self.scene_dir(scene_id)
+        out = []
+        if not d.is_dir():
+            return out
+        for p in sorted(d.iterdir()):
+            if p.name.startswith(".") or p.suffix not in (".pt", ".json"):
+                continue
+            try:
+                h = dict(self._read(p)["__header__"])
+            except (SASInputError, StaleArtefactError) as e:
+                h = {"kind": "unreadable", "error": str(e)}
+            h.update(name=p.stem, file=str(p))
+            out.append(h)
+        return out
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _read(self, p: Path, map_location: str = "cpu") -> dict:
+        try:
+            if p.suffix == ".json":
+                obj = json.loads(p.read_text())
+            else:
+                import torch
+
+                obj = torch.load(p, map_location=map_location, weights_only=True)
+        except Exception as e:  # corrupt or foreign file
+            raise StaleArtefactError(f"{p}: not a readable artefact ({type(e).__name__}: {e})") from e
+        if not isinstance(obj, dict) or not isinstance(obj.get("__header__"), dict):
+            raise StaleArtefactError(f"{p}: has no artefact header (foreign file)")
+        return obj
+
+    @staticmethod
+    def _check(p: Path, h: dict, kind: str, config, inputs) -> None:
+        if h.get("format_version") != FORMAT_VERSION:
+            raise StaleArtefactError(f"{p}: format version {h.get('format_version')} != {FORMAT_VERSION}")
+        if h.get("kind") != kind:
+            raise StaleArtefactError(f"{p}: holds a {h.get('kind')!r} artefact, expected {kind!r}")
+        want = config_hash(kind, config, inputs)
+        if h.get("hash") != want:
+            raise StaleArtefactError(f"{p}: made by another config or input (hash {h.get('hash')} != {want})")
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
