@@ -10,11 +10,21 @@ import argparse
 import logging
 import sys
 
-from .commands import info
+from .commands import ablate, capability, distill, export, extract, fuse, infer, info, synth
+from .commands import eval as eval_cmd
 from .errors import SASError
 
 COMMANDS = {
     "info": info,
+    "synth": synth,
+    "extract": extract,
+    "capability": capability,
+    "fuse": fuse,
+    "distill": distill,
+    "infer": infer,
+    "eval": eval_cmd,
+    "export": export,
+    "ablate": ablate,
 }
 """Plain registry: subcommand name -> command module. Later issues add their modules here."""
 

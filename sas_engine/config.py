@@ -85,3 +85,22 @@ def config_hash(*parts) -> str:
         h.update(json.dumps(config_dict(p), sort_keys=True, default=str).encode())
         h.update(b"\x00")
     return h.hexdigest()[:16]
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Field docstrings of a dataclass (the string literal right after each field), for ``--help`` texts."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for a, b in zip(body, body[1:]):
+        if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr) \
+                and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str):
+            docs[a.target.id] = " ".join(b.value.value.split())
+    return docs

@@ -132,3 +132,58 @@ def get_label_set(name: str) -> LabelSet:
         return LABEL_SETS[name]
     except KeyError:
         raise SASInputError(None, f"unknown label set {name!r}; known: {', '.join(sorted(LABEL_SETS))}") from None
+
+
+# --- Matterport K-class variants and nuScenes detailed query names (appended by the io module) ---------------------
+#: Matterport3D 40 / 80 / 160: the K most frequent NYU class names in Matterport3D, most frequent first (names as in
+#: OpenScene's label constants; the 160 list there holds 160 names). The spellings "refridgerator" and "excercise
+#: equipment" are the benchmark's; their prompts use the correct words.
+MATTERPORT160 = (
+    "wall", "door", "ceiling", "floor", "picture", "window", "chair", "pillow", "lamp", "cabinet",
+    "curtain", "table", "plant", "mirror", "towel", "sink", "shelves", "sofa", "bed", "night stand",
+    "toilet", "column", "banister", "stairs", "stool", "vase", "television", "pot", "desk", "box",
+    "coffee table", "counter", "bench", "garbage bin", "fireplace", "clothes", "bathtub", "book", "air vent", "faucet",
+    "photo", "toilet paper", "fan", "railing", "sculpture", "dresser", "rug", "ottoman", "bottle", "refridgerator",
+    "bookshelf", "wardrobe", "pipe", "monitor", "stand", "drawer", "container", "light switch", "purse", "door way",
+    "basket", "chandelier", "oven", "clock", "stove", "washing machine", "shower curtain", "fire alarm", "bin", "chest",
+    "microwave", "blinds", "bowl", "tissue box", "plate", "tv stand", "shoe", "heater", "headboard", "bucket",
+    "candle", "flower pot", "speaker", "furniture", "sign", "air conditioner", "fire extinguisher", "curtain rod",
+    "floor mat", "printer",
+    "telephone", "blanket", "handle", "shower head", "soap", "keyboard", "thermostat", "radiator", "kitchen island",
+    "paper towel",
+    "sheet", "glass", "dishwasher", "cup", "ladder", "garage door", "hat", "exit sign", "piano", "board",
+    "rope", "ball", "excercise equipment", "hanger", "candlestick", "light", "scale", "bag", "laptop", "treadmill",
+    "guitar", "display case", "toilet paper holder", "bar", "tray", "urn", "decorative plate", "pool table", "jacket",
+    "bottle of soap",
+    "water cooler", "utensil", "tea pot", "stuffed animal", "paper towel dispenser", "lamp shade", "car",
+    "toilet brush",
+    "doll", "drum",
+    "whiteboard", "range hood", "candelabra", "toy", "foot rest", "soap dish", "placemat", "cleaner", "computer",
+    "knob",
+    "paper", "projector", "coat hanger", "case", "pan", "luggage", "trinket", "chimney", "person", "alarm",
+)
+MATTERPORT40 = MATTERPORT160[:40]
+MATTERPORT80 = MATTERPORT160[:80]
+_MP_PROMPT_FIX = {"refridgerator": "refrigerator", "excercise equipment": "exercise equipment"}
+
+#: nuScenes: 43 unambiguous query names (SAS paper Table 8 / OpenScene) and the nuScenes-16 index each maps back to.
+NUSCENES43 = (
+    ("barrier", 0), ("barricade", 0), ("bicycle", 1), ("bus", 2), ("car", 3), ("bulldozer", 4), ("excavator", 4),
+    ("concrete mixer", 4), ("crane", 4), ("dump truck", 4), ("motorcycle", 5), ("person", 6), ("pedestrian", 6),
+    ("traffic cone", 7), ("trailer", 8), ("semi trailer", 8), ("cargo container", 8), ("shipping container", 8),
+    ("freight container", 8), ("truck", 9), ("road", 10), ("curb", 11), ("traffic island", 11), ("traffic median", 11),
+    ("sidewalk", 12), ("grass", 13), ("grassland", 13), ("lawn", 13), ("meadow", 13), ("turf", 13), ("sod", 13),
+    ("building", 14), ("wall", 14), ("pole", 14), ("awning", 14), ("tree", 15), ("trunk", 15), ("tree trunk", 15),
+    ("bush", 15), ("shrub", 15), ("plant", 15), ("flower", 15), ("woods", 15),
+)
+
+
+def _matterport_k(k: int) -> LabelSet:
+    names = MATTERPORT160[:k]
+    return LabelSet(f"matterport{k}", names, tuple(_MP_PROMPT_FIX.get(n, n) for n in names))
+
+
+for _k in (40, 80, 160):
+    LABEL_SETS[f"matterport{_k}"] = _matterport_k(_k)
+LABEL_SETS["nuscenes43"] = LabelSet("nuscenes43", NUSCENES16, query_names=NUSCENES43)
+"""``nuscenes43``: the 16 nuScenes classes queried through the 43 detailed names (predictions map back to 16)."""

@@ -119,6 +119,20 @@ class ArtefactStore:
         obj.pop("__header__")
         return obj
 
+    def read_any(self, scene_id: Optional[str], name: str, map_location: str = "cpu") -> Optional[dict]:
+        """Load a torch payload made by *any* config (``None`` when missing), checking only the format version.
+
+        For consumers that take whatever an earlier stage produced (evaluation, distillation); the header is returned
+        under ``"__header__"`` so callers can report which config made it.
+        """
+        p = self.path(scene_id, name)
+        if not p.exists():
+            return None
+        obj = self._read(p, map_location)
+        if obj["__header__"].get("format_version") != FORMAT_VERSION:
+            raise StaleArtefactError(f"{p}: format version {obj['__header__'].get('format_version')} != {FORMAT_VERSION}")
+        return obj
+
     def get_or_compute(self, scene_id: Optional[str], name: str, compute: Callable[[], dict], *, kind: str,
                        config=None, inputs=None, recompute: bool = False) -> dict:
         """Return the cached payload, or compute, save and return it when missing, stale or ``recompute`` is set."""
@@ -182,7 +196,10 @@ class ArtefactStore:
             else:
                 import torch
 
-                obj = torch.load(p, map_location=map_location, weights_only=True)
+                from .io.files import numpy_safe_globals  # numpy arrays in payloads are plain data
+
+                with torch.serialization.safe_globals(numpy_safe_globals()):
+                    obj = torch.load(p, map_location=map_location, weights_only=True)
         except Exception as e:  # corrupt or foreign file
             raise StaleArtefactError(f"{p}: not a readable artefact ({type(e).__name__}: {e})") from e
         if not isinstance(obj, dict) or not isinstance(obj.get("__header__"), dict):

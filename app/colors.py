@@ -1,0 +1,139 @@
+"""Colours for the viewer: class palettes, heat-maps, superpoints, teacher disagreement; HTML legends and colour bars.
+
+Class colours follow :mod:`sas_engine.io.colors` (the ScanNet benchmark colours) so a class has the same colour in
+the viewer, in every mode and in exported PLY files; names outside ScanNet-20 get well-separated colours in order.
+"""
+from __future__ import annotations
+
+import colorsys
+import html
+from typing import Optional, Sequence
+
+import numpy as np
+
+from sas_engine.io.colors import SCANNET20_COLORS
+from sas_engine.labels import SCANNET20
+
+NO_FEATURE = np.array([70, 70, 70], np.uint8)
+"""Colour of points without a feature (seen by no camera) in every feature-based mode."""
+
+AGREE = np.array([200, 200, 200], np.uint8)
+"""Colour of points where the teachers agree (disagreement mode)."""
+
+TEACHER_COLORS = np.array([(255, 127, 14), (31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189)], np.uint8)
+"""One colour per teacher column in the disagreement mode (orange, blue, green, red, purple)."""
+
+_FIXED = {n: i for i, n in enumerate(SCANNET20)}
+_FIXED.update({"other": 19, "other furniture": 19, "ceiling": 20})
+_HEAT_LUT: Optional[np.ndarray] = None
+
+
+def _extra_color(i: int) -> tuple[int, int, int]:
+    h = (0.11 + i * 0.618033988749895) % 1.0
+    s = 0.6 + 0.3 * (i % 2)
+    v = 0.95 - 0.2 * ((i // 2) % 2)
+    r, g, b = colorsys.hsv_to_rgb(h, s, v)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def class_palette(names: Sequence[str]) -> np.ndarray:
+    """uint8 [K, 3]: ScanNet benchmark colour for ScanNet-20 names (and ceiling), distinct generated colours for others."""
+    out = np.zeros((len(names), 3), np.uint8)
+    used = set()
+    extra = 0
+    for i, n in enumerate(names):
+        j = _FIXED.get(str(n).strip().lower())
+        if j is not None and j not in used:
+            out[i] = SCANNET20_COLORS[j]
+            used.add(j)
+            continue
+        out[i] = _extra_color(extra)
+        extra += 1
+    return out
+
+
+def label_colors(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """uint8 [N, 3] colours of int labels; values outside ``0..K-1`` (no feature, ignore) get :data:`NO_FEATURE`."""
+    lab = np.asarray(labels).astype(np.int64)
+    k = len(palette)
+    table = np.concatenate([np.asarray(palette, np.uint8).reshape(-1, 3), NO_FEATURE[None]], 0)
+    return table[np.where((lab >= 0) & (lab < k), lab, k)]
+
+
+def heat_lut() -> np.ndarray:
+    """uint8 [256, 3] look-up table of the heat-map colour map (matplotlib 'turbo')."""
+    global _HEAT_LUT
+    if _HEAT_LUT is None:
+        import matplotlib
+
+        cmap = matplotlib.colormaps["turbo"]
+        _HEAT_LUT = np.round(cmap(np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    return _HEAT_LUT
+
+
+def heat_colors(heat: np.ndarray, threshold: float, base_rgb: np.ndarray) -> np.ndarray:
+    """Heat-map colours: points with normalised similarity >= ``threshold`` get the colour map, the rest a dimmed grey
+    version of their RGB colour (context stays visible), points without a feature :data:`NO_FEATURE`.
+
+    Args:
+        heat: float32 [N] normalised similarity in [0, 1], NaN = no feature.
+        threshold: in [0, 1].
+        base_rgb: uint8 [N, 3] the scene's own colours.
+    """
+    heat = np.asarray(heat, np.float32)
+    fin = np.isfinite(heat)
+    idx = np.clip(np.nan_to_num(heat, nan=0.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = heat_lut()[idx]
+    grey = (base_rgb.astype(np.uint16).sum(1) // 6 + 40).astype(np.uint8)  # luminance/2 + 40
+    low = fin & (heat < float(threshold))
+    out[low] = grey[low, None]
+    out[~fin] = NO_FEATURE
+    return out
+
+
+def id_colors(ids: np.ndarray) -> np.ndarray:
+    """uint8 [N, 3] a distinct, deterministic colour per integer id (superpoints, instances)."""
+    ids = np.asarray(ids).astype(np.int64)
+    u, inv = np.unique(ids, return_inverse=True)
+    h = (u.astype(np.float64) * 0.618033988749895 + 0.07) % 1.0
+    s = 0.45 + 0.5 * ((u * 2654435761) % 97) / 96.0
+    v = 0.6 + 0.4 * ((u * 40503) % 89) / 88.0
+    rgb = np.array([colorsys.hsv_to_rgb(a, b, c) for a, b, c in zip(h, s, v)]).reshape(-1, 3)
+    return np.round(rgb * 255).astype(np.uint8)[inv]
+
+
+def _swatch(rgb) -> str:
+    r, g, b = (int(x) for x in rgb)
+    return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});'
+            f'border:1px solid #555;margin-right:4px;vertical-align:middle"></span>')
+
+
+def legend_html(title: str, entries: Sequence[tuple[str, Sequence[int], int]], max_entries: int = 40) -> str:
+    """HTML legend: a title and one swatch + name + point count per entry (entries with 0 points are skipped)."""
+    rows = [f"<div style='font-weight:600;margin:2px 0'>{html.escape(title)}</div>"]
+    shown = [e for e in entries if e[2] > 0]
+    for name, rgb, count in shown[:max_entries]:
+        rows.append(f"<div style='font-size:0.85em;white-space:nowrap'>{_swatch(rgb)}{html.escape(str(name))}"
+                    f" <span style='color:#888'>({count:,})</span></div>")
+    if len(shown) > max_entries:
+        rows.append(f"<div style='font-size:0.85em;color:#888'>... {len(shown) - max_entries} more</div>")
+    return "<div class='sas-legend'>" + "".join(rows) + "</div>"
+
+
+def colorbar_html(vmin: float, vmax: float, threshold: float, label: str = "cosine similarity") -> str:
+    """HTML colour bar of the heat-map from ``vmin`` to ``vmax`` with the threshold marked."""
+    lut = heat_lut()
+    stops = ", ".join(f"rgb({r},{g},{b}) {int(i / 255 * 100)}%" for i, (r, g, b) in list(enumerate(lut))[::32] +
+                      [(255, lut[255])])
+    thr = min(max(float(threshold), 0.0), 1.0) * 100
+    tval = vmin + (vmax - vmin) * float(threshold)
+    return (
+        "<div class='sas-colorbar' style='margin:4px 0'>"
+        f"<div style='font-size:0.85em'>{html.escape(label)}: below the threshold ({tval:.3f}) points keep a grey "
+        "version of their colour</div>"
+        f"<div style='position:relative;height:14px;border:1px solid #555;background:linear-gradient(to right, {stops})'>"
+        f"<div style='position:absolute;left:{thr:.1f}%;top:-3px;bottom:-3px;width:2px;background:#fff;"
+        "box-shadow:0 0 2px #000'></div></div>"
+        "<div style='display:flex;justify-content:space-between;font-size:0.8em'>"
+        f"<span>{vmin:.3f}</span><span>{(vmin + vmax) / 2:.3f}</span><span>{vmax:.3f}</span></div></div>"
+    )

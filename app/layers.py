@@ -1,0 +1,271 @@
+"""What the artefact store holds for a scene, as layers the viewer may show (and nothing else).
+
+Artefact names (see the project's agreed interfaces): ``fused.<teacher>`` (single-teacher 2D fusion, with
+``view_count``), ``fused.add`` / ``fused.linear`` / ``fused.sas`` (multi-teacher fusions with per-point ``weights``
+[N, T] over ``teachers``), ``pred3d.<run>`` (distilled 3D features), ``superpoints``; shared ``capability.<name>``
+JSON tables. A layer is listed only when its file exists, and refused with a clear message when its payload does not
+match the scene (wrong point count, missing key) - a layer is never faked.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from sas_engine.errors import SASInputError
+from sas_engine.scene import Scene
+from sas_engine.store import FORMAT_VERSION, ArtefactStore
+
+FUSIONS = ("sas", "linear", "add")
+"""Multi-teacher fusion artefacts, best first."""
+
+FUSION_NAMES = {
+    "sas": "SAS-fused (capability-guided)",
+    "linear": "Linear-fused (fixed weights)",
+    "add": "Add-fused (plain mean)",
+}
+
+
+def teacher_display_name(name: str) -> str:
+    """The teacher's ``display_name`` from the teachers' registry when importable, else the registry name itself."""
+    try:
+        from sas_engine.teachers import TEACHERS  # type: ignore[attr-defined]
+    except Exception:  # registry not importable (optional packages missing): show the artefact's own name
+        return name
+    builder = TEACHERS.get(name) if isinstance(TEACHERS, dict) else None
+    disp = getattr(builder, "display_name", None)
+    return disp if isinstance(disp, str) and disp else name
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One feature layer of a scene.
+
+    Attributes:
+        artefact: store name, e.g. ``fused.lseg_compact``.
+        kind: ``teacher``, ``fusion`` or ``pred3d``.
+        label: what the panel calls it.
+        teacher: the teacher's registry name for ``teacher`` layers.
+    """
+
+    artefact: str
+    kind: str
+    label: str
+    teacher: Optional[str] = None
+
+
+class SceneLayers:
+    """The layers of one scene: the scene itself (RGB, ground truth) plus what the store holds for it.
+
+    Args:
+        scene: the loaded scene (points, colours, optional labels / superpoints / faces).
+        store: the artefact store, or ``None`` for a scene without cached artefacts.
+    """
+
+    def __init__(self, scene: Scene, store: Optional[ArtefactStore]):
+        self.scene = scene
+        self.store = store
+        self._lock = threading.Lock()
+        self._payloads: dict[str, dict] = {}
+        self.broken: dict[str, str] = {}
+        names = self._names(scene.scene_id)
+        teachers = sorted(n[len("fused."):] for n in names if n.startswith("fused.") and n[6:] not in FUSIONS)
+        self.layers: list[Layer] = []
+        for t in teachers:
+            self.layers.append(Layer(f"fused.{t}", "teacher", teacher_display_name(t), t))
+        for f in FUSIONS[::-1]:
+            if f"fused.{f}" in names:
+                self.layers.append(Layer(f"fused.{f}", "fusion", FUSION_NAMES[f]))
+        for r in sorted(n[len("pred3d."):] for n in names if n.startswith("pred3d.")):
+            self.layers.append(Layer(f"pred3d.{r}", "pred3d", f"distilled 3D ({r})"))
+        self.has_superpoint_artefact = "superpoints" in names
+
+    # -- listing -----------------------------------------------------------------------------------------------
+    @property
+    def scene_id(self) -> str:
+        return self.scene.scene_id
+
+    def _names(self, scene_id: Optional[str]) -> set[str]:
+        if self.store is None:
+            return set()
+        d = self.store.scene_dir(scene_id)
+        if not d.is_dir():
+            return set()
+        return {p.stem for p in d.iterdir() if p.suffix == ".pt" and not p.name.startswith(".")}
+
+    @property
+    def teachers(self) -> list[Layer]:
+        return [l for l in self.layers if l.kind == "teacher"]
+
+    @property
+    def fusions(self) -> list[Layer]:
+        return [l for l in self.layers if l.kind == "fusion"]
+
+    @property
+    def pred3d(self) -> list[Layer]:
+        return [l for l in self.layers if l.kind == "pred3d"]
+
+    def usable(self) -> list[Layer]:
+        """Layers not found broken so far."""
+        return [l for l in self.layers if l.artefact not in self.broken]
+
+    def layer(self, artefact: str) -> Layer:
+        for l in self.layers:
+            if l.artefact == artefact:
+                return l
+        raise SASInputError(None, f"scene {self.scene_id} has no layer {artefact!r} in the store")
+
+    def query_layers(self) -> list[Layer]:
+        """Feature layers in the order queries prefer them: distilled 3D, SAS, Linear, Add, single teachers."""
+        order = {"pred3d": 0, "fusion": 1, "teacher": 2}
+        rank = {f"fused.{f}": i for i, f in enumerate(FUSIONS)}
+        return sorted(self.usable(), key=lambda l: (order[l.kind], rank.get(l.artefact, 0), l.artefact))
+
+    def spacing(self) -> float:
+        """Median nearest-neighbour distance of the points (metres; from a sample of at most 4000 points)."""
+        if getattr(self, "_spacing", None) is None:
+            from scipy.spatial import cKDTree
+
+            pts = self.scene.points
+            g = np.random.default_rng(0)
+            sample = pts[g.choice(len(pts), min(len(pts), 4000), replace=False)]
+            d, _ = cKDTree(pts).query(sample, k=2)
+            d = d[:, 1][np.isfinite(d[:, 1]) & (d[:, 1] > 0)]
+            self._spacing = float(np.median(d)) if d.size else 0.02
+        return self._spacing
+
+    @property
+    def has_gt(self) -> bool:
+        return self.scene.labels is not None
+
+    def capability_tables(self) -> list[str]:
+        """Names of shared ``capability.<synthesizer>`` JSON tables in the store."""
+        if self.store is None:
+            return []
+        d = self.store.scene_dir(None)
+        if not d.is_dir():
+            return []
+        return sorted(p.stem for p in d.iterdir() if p.suffix == ".json" and p.stem.startswith("capability."))
+
+    # -- payloads ----------------------------------------------------------------------------------------------
+    def payload(self, artefact: str) -> dict:
+        """The artefact's payload (cached); :class:`SASInputError` naming the file when unreadable or inconsistent."""
+        with self._lock:
+            got = self._payloads.get(artefact)
+        if got is not None:
+            return got
+        if artefact in self.broken:
+            raise SASInputError(None, self.broken[artefact])
+        try:
+            got = self._read(artefact)
+        except SASInputError as e:
+            self.broken[artefact] = str(e)
+            raise
+        with self._lock:
+            self._payloads[artefact] = got
+        return got
+
+    def _read(self, artefact: str) -> dict:
+        if self.store is None:
+            raise SASInputError(None, f"no artefact store configured for {self.scene_id}")
+        p = self.store.path(self.scene_id, artefact)
+        obj = read_artefact(p)
+        n = self.scene.num_points
+        if artefact == "superpoints":
+            sp = _array(obj, "superpoints", p)
+            if sp.shape != (n,):
+                raise SASInputError(p, f"superpoints has {sp.shape[0]} entries but the scene has {n} points")
+            return {"superpoints": sp.astype(np.int64)}
+        feat = obj.get("features")
+        if not isinstance(feat, torch.Tensor) or feat.ndim != 2:
+            raise SASInputError(p, "has no [N, C] 'features' tensor")
+        if feat.shape[0] != n:
+            raise SASInputError(p, f"features have {feat.shape[0]} rows but the scene has {n} points (stale artefact?)")
+        out = {"features": feat}
+        mask = obj.get("mask")
+        out["mask"] = np.ones(n, bool) if mask is None else _array(obj, "mask", p).astype(bool)
+        if out["mask"].shape != (n,):
+            raise SASInputError(p, f"mask has {out['mask'].shape[0]} entries but the scene has {n} points")
+        for key in ("view_count", "weights", "votes"):
+            if obj.get(key) is not None:
+                a = _array(obj, key, p)
+                if a.shape[0] != n:
+                    raise SASInputError(p, f"{key} has {a.shape[0]} rows but the scene has {n} points")
+                out[key] = a
+        if obj.get("teachers") is not None:
+            out["teachers"] = [str(t) for t in obj["teachers"]]
+            w = out.get("weights")
+            if w is not None and (w.ndim != 2 or w.shape[1] != len(out["teachers"])):
+                raise SASInputError(p, f"weights have shape {list(w.shape)} for {len(out['teachers'])} teachers")
+        return out
+
+    def features(self, artefact: str) -> tuple[torch.Tensor, np.ndarray]:
+        """(features [N, C] tensor, mask bool [N]) of a feature layer."""
+        pl = self.payload(artefact)
+        return pl["features"], pl["mask"]
+
+    def superpoints(self) -> Optional[np.ndarray]:
+        """int64 [N] superpoint ids: the store's ``superpoints`` artefact, else the scene's own, else ``None``."""
+        if self.has_superpoint_artefact and "superpoints" not in self.broken:
+            try:
+                return self.payload("superpoints")["superpoints"]
+            except SASInputError:
+                pass
+        return self.scene.superpoints
+
+    def capability(self, name: str) -> dict:
+        """A shared capability table: {teachers, classes, scores [T][K], mode, provenance, images?}."""
+        if self.store is None or name not in self.capability_tables():
+            raise SASInputError(None, f"no capability table {name!r} in the store")
+        p = self.store.path(None, name, ".json")
+        try:
+            obj = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise SASInputError(p, f"unreadable capability table ({e})") from None
+        obj.pop("__header__", None)
+        try:
+            scores = np.asarray(obj["scores"], dtype=np.float64)
+            teachers, classes = [str(t) for t in obj["teachers"]], [str(c) for c in obj["classes"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise SASInputError(p, f"capability table lacks teachers/classes/scores ({e})") from None
+        if scores.shape != (len(teachers), len(classes)):
+            raise SASInputError(p, f"scores have shape {list(scores.shape)} for {len(teachers)} teachers x "
+                                   f"{len(classes)} classes")
+        obj.update(scores=scores, teachers=teachers, classes=classes, path=str(p))
+        return obj
+
+
+def read_artefact(p: Path) -> dict:
+    """Read a torch artefact for display: any config, but the current store format version only."""
+    if not p.is_file():
+        raise SASInputError(p, "artefact not found")
+    try:
+        from sas_engine.io.files import numpy_safe_globals
+
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated or foreign file
+        raise SASInputError(p, f"not a readable artefact ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("__header__"), dict):
+        raise SASInputError(p, "has no artefact header (foreign file)")
+    v = obj["__header__"].get("format_version")
+    if v != FORMAT_VERSION:
+        raise SASInputError(p, f"store format version {v}, this program reads {FORMAT_VERSION}: rebuild it")
+    return obj
+
+
+def _array(obj: dict, key: str, p: Path) -> np.ndarray:
+    v = obj.get(key)
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray):
+        return v
+    if isinstance(v, (list, tuple)):
+        return np.asarray(v)
+    raise SASInputError(p, f"'{key}' is missing or not an array")
+

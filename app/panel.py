@@ -1,0 +1,298 @@
+"""The gradio control panel: scene, colour modes, comparison, queries, inspection, capability, metrics, export.
+
+Handlers are methods of :class:`Panel` taking the tab's session token plus a few values, so tests call them
+directly. Every handler turns :class:`~sas_engine.errors.SASError` into a message shown in the page (no traceback)
+and leaves the other outputs unchanged.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import re
+import uuid
+from typing import TYPE_CHECKING, Optional
+
+import gradio as gr
+
+from sas_engine.errors import SASError
+
+from .reports import capability_images, capability_plot, scene_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .state import AppState
+
+log = logging.getLogger(__name__)
+VIEWER_HEIGHT = 620
+OBJECT_HEADERS = ["#", "points", "mean cosine", "peak cosine", "centre (m)"]
+METRIC_HEADERS = ["source", "mIoU %", "accuracy %", "coverage %"]
+
+
+def warn(msg: str) -> str:
+    return f"⚠️ {html.escape(msg)}"
+
+
+def guarded(n_out: int):
+    """Decorator: on SASError return (message, skip...) instead of raising; the message is the first output."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kw):
+            try:
+                out = fn(*args, **kw)
+                if isinstance(out, tuple) and out and isinstance(out[0], str):
+                    out = (html.escape(out[0], quote=False),) + out[1:]  # messages echo user text
+                return out
+            except SASError as e:
+                return (warn(str(e)),) + (gr.skip(),) * (n_out - 1)
+            except Exception as e:  # keep the page alive; the terminal gets the traceback
+                log.exception("handler %s failed", fn.__name__)
+                return (warn(f"internal error in {fn.__name__}: {type(e).__name__}: {e}"),) + (gr.skip(),) * (n_out - 1)
+
+        return wrapper
+
+    return deco
+
+
+class Panel:
+    """Handlers bound to an :class:`~app.state.AppState` (and its viewer, when running)."""
+
+    def __init__(self, state: "AppState"):
+        self.state = state
+
+    # -- page load ---------------------------------------------------------------------------------------------
+    def viewer_html(self, token: str, host: Optional[str] = None) -> str:
+        v = self.state.viewer
+        if v is None:
+            return "<div style='padding:1em'>3D viewer not running (panel-only mode).</div>"
+        src = html.escape(v.url(token, host=host), quote=True)
+        return (f"<iframe id='sas-viewer-frame' src=\"{src}\" style='width:100%;height:{VIEWER_HEIGHT}px;border:0;"
+                "border-radius:6px' allow='fullscreen'></iframe>")
+
+    def load(self, request: Optional[gr.Request] = None):
+        """New tab: create its session, choose the first scene. Returns
+        (status, token, viewer html, scene dropdown, build markdown) followed by :meth:`scene_outputs`."""
+        raw = getattr(request, "session_hash", None) or uuid.uuid4().hex
+        token = re.sub(r"[^A-Za-z0-9]", "", str(raw))[:64] or uuid.uuid4().hex
+        host = None
+        if self.state.viewer is not None and self.state.viewer.host in ("0.0.0.0", "::", ""):
+            hdr = getattr(request, "headers", None) or {}
+            host = str(hdr.get("host", "127.0.0.1")).rsplit(":", 1)[0] or "127.0.0.1"
+        session = self.state.new_session(token)
+        ids = self.state.scene_ids()
+        session.known_scenes = ids
+        msg = ""
+        if ids and session.scene_id is None:
+            try:
+                msg = html.escape(session.select_scene(ids[0]), quote=False)
+            except SASError as e:
+                msg = warn(str(e))
+        elif not ids:
+            msg = "No scene loaded yet." + (" The demo is being built; the list fills in when it is ready."
+                                           if self.state.build.running else "")
+        return (msg, token, self.viewer_html(token, host),
+                gr.update(choices=ids, value=session.scene_id), self.state.build.markdown()) + self.scene_outputs(session)
+
+    def unload(self, request: Optional[gr.Request] = None) -> None:
+        raw = getattr(request, "session_hash", None)
+        if raw:
+            self.state.drop_session(re.sub(r"[^A-Za-z0-9]", "", str(raw))[:64])
+
+    def scene_outputs(self, session) -> tuple:
+        """(mode A, mode B, label set, query layer dropdown updates, legend, colour bar, objects, capability dd)."""
+        modes = session.modes()
+        qls = session.query_layers()
+        caps = session.layers().capability_tables() if session.scene_id else []
+        return (gr.update(choices=modes, value=session.mode_a),
+                gr.update(choices=modes, value=session.mode_b),
+                ", ".join(session.vocab),
+                gr.update(choices=qls, value=session.query_layer),
+                session.legend_html(), session.colorbar_html(), session.objects_rows(),
+                gr.update(choices=caps, value=caps[0] if caps else None))
+
+    # -- handlers ----------------------------------------------------------------------------------------------
+    @guarded(9)
+    def select_scene(self, token: str, scene_id: str):
+        s = self.state.session(token)
+        msg = s.select_scene(scene_id)
+        return (msg,) + self.scene_outputs(s)
+
+    @guarded(9)
+    def open_folder(self, token: str, path: str):
+        s = self.state.session(token)
+        sid = self.state.add_scene_path(path)
+        msg = s.select_scene(sid)
+        return (msg, gr.update(choices=self.state.scene_ids(), value=sid)) + self.scene_outputs(s)[:7]
+
+    @guarded(4)
+    def set_modes(self, token: str, mode_a: str, compare: bool, mode_b: Optional[str]):
+        s = self.state.session(token)
+        msg = s.set_modes(mode_a, bool(compare), mode_b)
+        return msg, s.legend_html(), s.colorbar_html(), s.objects_rows()
+
+    @guarded(4)
+    def set_vocab(self, token: str, vocab: str, template: str):
+        s = self.state.session(token)
+        msg = s.set_vocab(vocab, template)
+        return msg, s.legend_html(), ", ".join(s.vocab), s.template
+
+    @guarded(4)
+    def query(self, token: str, text: str, threshold: float, topk: float, layer: Optional[str]):
+        s = self.state.session(token)
+        msg = s.run_query(text, threshold, int(topk) if topk is not None else None, layer or None)
+        return msg, s.legend_html(), s.colorbar_html(), s.objects_rows()
+
+    @guarded(4)
+    def threshold(self, token: str, threshold: float, topk: float):
+        s = self.state.session(token)
+        msg = s.set_threshold(threshold, int(topk) if topk is not None else None)
+        return msg, s.legend_html(), s.colorbar_html(), s.objects_rows()
+
+    @guarded(4)
+    def clear(self, token: str):
+        s = self.state.session(token)
+        msg = s.clear_query()
+        return msg, s.legend_html(), s.colorbar_html(), s.objects_rows()
+
+    @guarded(2)
+    def inspect(self, token: str, index):
+        s = self.state.session(token)
+        if index is None:
+            return warn("type a point index or click a point in the 3D view"), gr.skip()
+        md = s.inspect(index)
+        return f"inspected point {int(index)}", md
+
+    def poll(self, token: str, serial: int):
+        """Timer tick: new click inspection and demo build progress. Returns (inspection, serial, build md, scenes)."""
+        try:
+            s = self.state.session(token)
+        except SASError:
+            return gr.skip(), serial, gr.skip(), gr.skip()
+        insp = (s.inspection, s.inspect_serial) if s.inspect_serial != serial else (gr.skip(), serial)
+        b = self.state.build
+        scenes = gr.skip()
+        ids = self.state.scene_ids()
+        if ids and ids != getattr(s, "known_scenes", None):  # e.g. the demo build finished
+            s.known_scenes = ids
+            scenes = gr.update(choices=ids, value=s.scene_id or ids[0])
+        return insp[0], insp[1], b.markdown(), scenes
+
+    @guarded(4)
+    def capability(self, token: str, name: Optional[str]):
+        s = self.state.session(token)
+        lay = s.layers()
+        if not name:
+            return "no capability table in the store yet", None, gr.update(choices=[], value=None), []
+        table = lay.capability(name)
+        img = capability_plot(table)
+        root = self.state.store.root
+        listed = {i.get("class") for i in table.get("images") or [] if isinstance(i, dict)}
+        classes = [c for c in table["classes"] if c in listed and capability_images(table, root, c, limit=1)]
+        note = (f"{len(table['teachers'])} teachers x {len(table['classes'])} classes"
+                + ("" if classes else "; this table lists no synthesized images"))
+        return note, img, gr.update(choices=classes, value=classes[0] if classes else None), \
+            capability_images(table, root, classes[0]) if classes else []
+
+    @guarded(2)
+    def capability_class(self, token: str, name: Optional[str], cls: Optional[str]):
+        s = self.state.session(token)
+        if not name or not cls:
+            return "", []
+        table = s.layers().capability(name)
+        return f"synthesized images of {cls}", capability_images(table, self.state.store.root, cls)
+
+    @guarded(2)
+    def metrics(self, token: str):
+        s = self.state.session(token)
+        rows, note = scene_metrics(self.state, s.layers(), s.template)
+        return note, rows
+
+    @guarded(2)
+    def export(self, token: str):
+        s = self.state.session(token)
+        ply, txt, msg = s.export()
+        return msg, [str(ply)] + ([str(txt)] if txt else [])
+
+
+def build_blocks(state: "AppState") -> gr.Blocks:
+    """The gradio page (not launched)."""
+    p = Panel(state)
+    with gr.Blocks(title="SAS - Segment Any 3D Scene") as demo:
+        token = gr.State("")
+        serial = gr.State(0)
+        gr.Markdown("## SAS: Segment Any 3D Scene with Integrated 2D Priors")
+        build_md = gr.Markdown(state.build.markdown(), elem_id="sas-build")
+        status = gr.Markdown("", elem_id="sas-status")
+        with gr.Row():
+            with gr.Column(scale=3):
+                viewer = gr.HTML("", elem_id="sas-viewer")
+                legend = gr.HTML("", elem_id="sas-legend")
+            with gr.Column(scale=2):
+                with gr.Tab("Scene"):
+                    scene_dd = gr.Dropdown(label="Scene", choices=state.scene_ids(), elem_id="sas-scene")
+                    with gr.Row():
+                        folder = gr.Textbox(label="Open a scene folder (inside the data roots)", scale=4)
+                        open_btn = gr.Button("Open", scale=1)
+                    mode_a = gr.Dropdown(label="Colour mode", elem_id="sas-mode-a")
+                    compare = gr.Checkbox(label="Side-by-side comparison", elem_id="sas-compare")
+                    mode_b = gr.Dropdown(label="Compare with (right)", elem_id="sas-mode-b")
+                    vocab = gr.Textbox(label="Label set (comma-separated, editable)", lines=3, elem_id="sas-vocab")
+                    template = gr.Textbox(label="Prompt template", value=state.template)
+                    vocab_btn = gr.Button("Apply label set")
+                with gr.Tab("Query"):
+                    gr.Markdown("One text gives a heat-map of cosine similarity (as typed); several comma-separated "
+                                "names give a labelled segmentation (each name through the prompt template).")
+                    query = gr.Textbox(label="Query", placeholder="somewhere to sit   or   chair, sofa, lamp",
+                                       elem_id="sas-query")
+                    query_btn = gr.Button("Search", variant="primary", elem_id="sas-query-btn")
+                    qlayer = gr.Dropdown(label="Features queried", elem_id="sas-qlayer")
+                    threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold (normalised similarity)",
+                                          elem_id="sas-threshold")
+                    topk = gr.Slider(1, 20, value=5, step=1, label="Top-k regions")
+                    clear_btn = gr.Button("Clear query")
+                    colorbar = gr.HTML("", elem_id="sas-colorbar")
+                    objects = gr.Dataframe(headers=OBJECT_HEADERS, value=[], interactive=False, label="Top regions")
+                with gr.Tab("Inspect"):
+                    gr.Markdown("Click a point in the 3D view (the result also appears in the viewer), "
+                                "or type a point index.")
+                    with gr.Row():
+                        pidx = gr.Number(label="Point index", precision=0, scale=3)
+                        inspect_btn = gr.Button("Inspect", scale=1)
+                    inspect_md = gr.Markdown("", elem_id="sas-inspect")
+                with gr.Tab("Capability"):
+                    cap_dd = gr.Dropdown(label="Capability table")
+                    cap_note = gr.Markdown("")
+                    cap_plot = gr.Image(label="Per-teacher per-class capability", type="numpy", interactive=False)
+                    cap_class = gr.Dropdown(label="Synthesized images of class")
+                    cap_gallery = gr.Gallery(label="Synthesized images with pseudo masks (red)", columns=3)
+                with gr.Tab("Metrics"):
+                    metrics_btn = gr.Button("Compute metrics for this scene")
+                    metrics_note = gr.Markdown("")
+                    metrics_df = gr.Dataframe(headers=METRIC_HEADERS, value=[], interactive=False)
+                with gr.Tab("Export"):
+                    export_btn = gr.Button("Export the current colouring (PLY + ScanNet benchmark labels)")
+                    export_files = gr.File(label="Files", file_count="multiple", interactive=False)
+        timer = gr.Timer(1.0)
+
+        scene_outs = [mode_a, mode_b, vocab, qlayer, legend, colorbar, objects, cap_dd]
+        demo.load(p.load, None, [status, token, viewer, scene_dd, build_md] + scene_outs)
+        demo.unload(p.unload)
+        scene_dd.change(p.select_scene, [token, scene_dd], [status] + scene_outs)
+        open_btn.click(p.open_folder, [token, folder], [status, scene_dd] + scene_outs[:7])
+        for comp in (mode_a, compare, mode_b):
+            comp.input(p.set_modes, [token, mode_a, compare, mode_b], [status, legend, colorbar, objects])
+        vocab_btn.click(p.set_vocab, [token, vocab, template], [status, legend, vocab, template])
+        for ev in (query_btn.click, query.submit):
+            ev(p.query, [token, query, threshold, topk, qlayer], [status, legend, colorbar, objects])
+        for comp in (threshold, topk):
+            comp.release(p.threshold, [token, threshold, topk], [status, legend, colorbar, objects])
+        clear_btn.click(p.clear, [token], [status, legend, colorbar, objects])
+        inspect_btn.click(p.inspect, [token, pidx], [status, inspect_md])
+        timer.tick(p.poll, [token, serial], [inspect_md, serial, build_md, scene_dd], show_progress="hidden")
+        cap_dd.change(p.capability, [token, cap_dd], [cap_note, cap_plot, cap_class, cap_gallery])
+        cap_class.input(p.capability_class, [token, cap_dd, cap_class], [cap_note, cap_gallery])
+        metrics_btn.click(p.metrics, [token], [metrics_note, metrics_df])
+        export_btn.click(p.export, [token], [status, export_files])
+    demo.panel = p  # for tests and the launcher
+    return demo
+

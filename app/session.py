@@ -1,0 +1,325 @@
+"""One browser tab's state and the actions the panel offers (scene, colour modes, label set, queries, inspection,
+export). Gradio handlers and the viser viewer both call these; nothing here imports gradio or viser."""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from sas_engine.errors import SASInputError
+from sas_engine.labels import IGNORE, SCANNET20, get_label_set
+from sas_engine.query import apply_template, normalize_heat, split_queries, top_objects
+
+from . import colors as C
+from .modes import Colouring, labelled, mode_choices, render_mode
+from .picking import inspect_point, inspection_markdown
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .state import AppState
+
+
+@dataclass
+class QueryView:
+    """The active query: a heat-map (one text) or a labelled segmentation (several comma-separated names)."""
+
+    kind: str
+    text: str
+    layer: str
+    sim: Optional[np.ndarray] = None
+    heat: Optional[np.ndarray] = None
+    vmin: float = 0.0
+    vmax: float = 1.0
+    labels: Optional[np.ndarray] = None
+    names: Optional[list[str]] = None
+
+
+class Session:
+    """State of one tab: chosen scene, colour modes, label set, active query, last inspected point."""
+
+    def __init__(self, state: "AppState", token: str):
+        self.state = state
+        self.token = token
+        self.lock = threading.RLock()
+        self.closed = False
+        self.scene_id: Optional[str] = None
+        self.mode_a = "rgb"
+        self.mode_b: Optional[str] = None
+        self.compare = False
+        self.vocab: list[str] = []
+        self.template = state.template
+        self.query: Optional[QueryView] = None
+        self.query_layer: Optional[str] = None
+        self.threshold = 0.5
+        self.topk = 5
+        self.view_a: Optional[Colouring] = None
+        self.view_b: Optional[Colouring] = None
+        self.objects: list = []
+        self.objects_serial = 0
+        self.known_scenes: list[str] = []
+        self.inspection = ""
+        self.inspect_serial = 0
+        self.version = 0
+        self._vocab_set: Optional[str] = None
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+    def layers(self):
+        if self.scene_id is None:
+            raise SASInputError(None, "no scene selected yet")
+        return self.state.layers(self.scene_id)
+
+    def modes(self) -> list[tuple[str, str]]:
+        return mode_choices(self.layers()) if self.scene_id else []
+
+    def query_layers(self) -> list[tuple[str, str]]:
+        return [(l.label, l.artefact) for l in self.layers().query_layers()] if self.scene_id else []
+
+    def _push(self, geometry: bool = False) -> None:
+        self.version += 1
+        v = self.state.viewer
+        if v is not None and not self.closed:
+            v.update(self, geometry=geometry)
+
+    def _render(self) -> None:
+        lay = self.layers()
+        if self.query is not None:
+            self.view_a = self._query_colouring(lay)
+        else:
+            self.view_a = render_mode(self.state, lay, self.mode_a, self.vocab, self.template)
+        self.view_b = (render_mode(self.state, lay, self.mode_b, self.vocab, self.template)
+                       if self.compare and self.mode_b else None)
+
+    def _query_colouring(self, lay) -> Colouring:
+        q = self.query
+        if q.kind == "labels":
+            return labelled(q.labels, q.names, f"query: {q.text}")
+        cols = C.heat_colors(q.heat, self.threshold, lay.scene.colors)
+        above = int(np.nansum(q.heat >= self.threshold))
+        return Colouring(cols, f"query: {q.text}", [("above threshold", C.heat_lut()[255], above)])
+
+    # -- actions -----------------------------------------------------------------------------------------------
+    def select_scene(self, scene_id: object) -> str:
+        """Show a scene (resets the query; keeps the label set unless the scene's label set differs)."""
+        with self.lock:
+            lay = self.state.layers(scene_id)  # unknown scene -> SASInputError
+            if lay.scene_id == self.scene_id and self.view_a is not None:
+                return f"Scene **{lay.scene_id}**"
+            ls = get_label_set(lay.scene.label_set)
+            self.scene_id = lay.scene_id
+            if not self.vocab or self._vocab_set not in ("custom", ls.name):
+                self.vocab = list(ls.prompt_names)
+                self._vocab_set = ls.name
+            keys = {k for _, k in mode_choices(lay)}
+            if self.mode_a not in keys:
+                self.mode_a = "rgb"
+            if self.mode_b not in keys:
+                self.mode_b = None
+                self.compare = False
+            ql = lay.query_layers()
+            self.query_layer = ql[0].artefact if ql else None
+            self.query, self.objects = None, []
+            self.objects_serial += 1
+            self.inspection = ""
+            self._render()
+            self._push(geometry=True)
+            n_layers = len(lay.usable())
+            return (f"Scene **{lay.scene_id}**: {lay.scene.num_points:,} points, {n_layers} feature layer(s)"
+                    + ("" if n_layers else " - only RGB / ground truth can be shown (no features in the store)"))
+
+
+    def set_modes(self, mode_a: object, compare: bool = False, mode_b: object = None) -> str:
+        """Choose the colour mode of the main view and (when ``compare``) of the side-by-side view."""
+        with self.lock:
+            keys = {k for _, k in self.modes()}
+            for m in (mode_a,) + ((mode_b,) if compare else ()):
+                if m not in keys:
+                    raise SASInputError(None, f"colour mode {m!r} is not available for this scene")
+            old = (self.mode_a, self.compare, self.mode_b, self.query)
+            self.mode_a = str(mode_a)
+            self.compare = bool(compare)
+            self.mode_b = str(mode_b) if compare else self.mode_b
+            self.query, self.objects = None, []
+            self.objects_serial += 1
+            try:
+                self._render()
+            except SASInputError:
+                self.mode_a, self.compare, self.mode_b, self.query = old
+                raise
+            self._push(geometry=old[1] != self.compare)
+            return f"showing {self.view_a.title}" + (f" | {self.view_b.title}" if self.view_b else "")
+
+    def set_vocab(self, text: object, template: object = None) -> str:
+        """Replace the label set (comma-separated names) and optionally the prompt template."""
+        with self.lock:
+            names = split_queries(text)
+            tpl = self.template if template in (None, "") else template
+            apply_template(tpl, ["x"])  # validates the placeholder
+            self.vocab, self.template = names, str(tpl)
+            self._vocab_set = "custom"
+            if self.scene_id:
+                self._render()
+                self._push()
+            return f"label set: {len(names)} names, prompt template {self.template!r}"
+
+    def run_query(self, text: object, threshold: Optional[float] = None, topk: Optional[int] = None,
+                  layer: Optional[str] = None) -> str:
+        """Free-text query: one text -> heat-map + top-k regions; several comma-separated names -> labelling."""
+        with self.lock:
+            lay = self.layers()
+            if layer:
+                lay.layer(layer)
+                self.query_layer = layer
+            if self.query_layer is None:
+                raise SASInputError(None, f"scene {self.scene_id} has no feature layer in the store to query")
+            if threshold is not None:
+                self.threshold = _check_threshold(threshold)
+            if topk is not None:
+                self.topk = _check_topk(topk)
+            names = split_queries(text)
+            eng = self.state.engine(self.scene_id, self.query_layer)
+            if len(names) == 1:
+                sim = eng.similarity(names[0])
+                heat, lo, hi = normalize_heat(sim)
+                self.query = QueryView("heat", names[0], self.query_layer, sim, heat, lo, hi)
+                self._objects()
+            else:
+                labels, _ = self.state.segmentation(self.scene_id, self.query_layer, names, self.template)
+                self.query = QueryView("labels", ", ".join(names), self.query_layer, labels=labels, names=names)
+                self.objects = []
+                self.objects_serial += 1
+            self._render()
+            self._push()
+            where = lay.layer(self.query_layer).label
+            if self.query.kind == "heat":
+                return (f"'{names[0]}' on {where}: cosine {lo:.3f} .. {hi:.3f}, "
+                        f"{len(self.objects)} region(s) above the threshold")
+            return f"labelled {len(names)} names on {where}"
+
+    def set_threshold(self, threshold: object, topk: object = None) -> str:
+        """Move the heat-map threshold (colours only; the similarity is not recomputed)."""
+        with self.lock:
+            self.threshold = _check_threshold(threshold)
+            if topk is not None:
+                self.topk = _check_topk(topk)
+            if self.query is None or self.query.kind != "heat":
+                return f"threshold {self.threshold:.2f} (applies to the next query)"
+            self._objects()
+            self._render()
+            self._push()
+            return f"threshold {self.threshold:.2f}: {len(self.objects)} region(s)"
+
+    def clear_query(self) -> str:
+        with self.lock:
+            self.query, self.objects = None, []
+            self.objects_serial += 1
+            if self.scene_id:
+                self._render()
+                self._push()
+            return "query cleared"
+
+    def _objects(self) -> None:
+        lay = self.layers()
+        q = self.query
+        self.objects = top_objects(q.sim, lay.scene.points, self.threshold, self.topk, groups=lay.superpoints(),
+                                   voxel=max(0.02, 2.5 * lay.spacing()))
+        self.objects_serial += 1
+
+    def inspect(self, index: object) -> str:
+        """Inspect point ``index``; the markdown is kept for the panel's poll and returned."""
+        with self.lock:
+            try:
+                i = int(index)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise SASInputError(None, f"point index must be a whole number, got {index!r}") from None
+            if isinstance(index, float) and index != i:
+                raise SASInputError(None, f"point index must be a whole number, got {index!r}")
+            info = inspect_point(self.state, self.layers(), i, self.vocab, self.template)
+            self.inspection = inspection_markdown(info)
+            self.inspect_serial += 1
+            return self.inspection
+
+    # -- panel views -------------------------------------------------------------------------------------------
+    def legend_html(self) -> str:
+        with self.lock:
+            parts = []
+            for tag, v in (("left", self.view_a), ("right", self.view_b)):
+                if v is not None and v.legend:
+                    title = f"{tag}: {v.title}" if self.view_b is not None else v.title
+                    parts.append(C.legend_html(title, v.legend))
+            return "<div style='display:flex;gap:16px'>" + "".join(parts) + "</div>" if parts else ""
+
+    def colorbar_html(self) -> str:
+        with self.lock:
+            q = self.query
+            if q is None or q.kind != "heat" or not np.isfinite(q.vmin):
+                return ""
+            return C.colorbar_html(q.vmin, q.vmax, self.threshold)
+
+    def objects_rows(self) -> list[list]:
+        """Rows (rank, points, mean cosine, peak cosine, centre) of the top-k regions."""
+        with self.lock:
+            return [[i + 1, h.size, round(h.score, 4), round(h.peak, 4), [round(float(c), 2) for c in h.center]]
+                    for i, h in enumerate(self.objects)]
+
+    # -- export ------------------------------------------------------------------------------------------------
+    def export(self) -> tuple[Path, Optional[Path], str]:
+        """Write the main view's colouring as PLY (plus ``label`` when it is a labelling) and, for labellings, the
+        ScanNet benchmark file (one NYU40 id per vertex). Returns (ply path, txt path or None, message)."""
+        from sas_engine.io.ply import write_ply
+        from sas_engine.io.writers import write_scannet_submission
+
+        with self.lock:
+            lay = self.layers()
+            v = self.view_a
+            if v is None:
+                raise SASInputError(None, "nothing to export yet")
+            scene = lay.scene
+            out = self.state.export_root / self.token
+            tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.title)[:40].strip("_") or "view"
+            vertex = {"x": scene.points[:, 0], "y": scene.points[:, 1], "z": scene.points[:, 2],
+                      "red": v.colors[:, 0], "green": v.colors[:, 1], "blue": v.colors[:, 2]}
+            if v.labels is not None:
+                vertex["label"] = np.where((v.labels >= 0) & (v.labels < 255), v.labels, IGNORE).astype(np.uint8)
+            ply = write_ply(out / f"{scene.scene_id}_{tag}.ply", vertex, scene.faces)
+            msg = f"exported {scene.num_points:,} coloured points to {ply.name}"
+            if v.labels is None:
+                return ply, None, msg + " (this view is not a labelling: no benchmark file)"
+            idx20 = scannet20_index(v.names)
+            pred = np.where(v.labels >= 0, idx20[np.clip(v.labels, 0, None)], IGNORE)
+            txt = write_scannet_submission(out / "benchmark", scene.scene_id, pred.astype(np.int64), ignore_id=0)
+            unmapped = [n for n, j in zip(v.names, idx20) if j == IGNORE]
+            msg += f"; benchmark labels to benchmark/{txt.name}"
+            if unmapped or (pred == IGNORE).any():
+                msg += (f" ({int((pred == IGNORE).sum()):,} points without a ScanNet-20 class written as 0"
+                        + (f"; names outside ScanNet-20: {', '.join(unmapped[:5])}" if unmapped else "") + ")")
+            return ply, txt, msg
+
+
+def scannet20_index(names: Optional[list[str]]) -> np.ndarray:
+    """int64 [K] ScanNet-20 index of each name (``other`` = otherfurniture), 255 where the name is not a class."""
+    table = {n: i for i, n in enumerate(SCANNET20)}
+    table.update({"other": 19, "other furniture": 19})
+    return np.array([table.get(str(n).strip().lower(), IGNORE) for n in names or []], dtype=np.int64)
+
+
+def _check_threshold(t: object) -> float:
+    try:
+        v = float(t)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SASInputError(None, f"threshold must be a number in [0, 1], got {t!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise SASInputError(None, f"threshold must be in [0, 1], got {v}")
+    return v
+
+
+def _check_topk(k: object) -> int:
+    try:
+        v = int(k)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SASInputError(None, f"top-k must be a whole number, got {k!r}") from None
+    if not 0 <= v <= 50:
+        raise SASInputError(None, f"top-k must be in 0..50, got {v}")
+    return v

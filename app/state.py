@@ -1,0 +1,340 @@
+"""Process-wide app state: scenes, their layers, query engines, cached segmentations, sessions, build progress.
+
+Heavy objects (scenes, features, engines, the text encoder) live here once per process; each browser tab gets a
+small :class:`~app.session.Session` keyed by a token. Everything is guarded by locks: gradio workers and viser's
+callback pool call in from many threads.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from sas_engine.errors import SASInputError
+from sas_engine.labels import PROMPT_SCENE
+from sas_engine.query import QueryEngine, TextEmbeddingCache
+from sas_engine.scene import Scene
+from sas_engine.store import ArtefactStore
+
+from .layers import SceneLayers
+
+MAX_SESSIONS = 64
+"""Most browser sessions kept; the least recently used one is dropped beyond that."""
+
+
+@dataclass
+class BuildStatus:
+    """Progress of the demo build, polled by the page."""
+
+    running: bool = False
+    fraction: float = 0.0
+    message: str = ""
+    error: Optional[str] = None
+    done: bool = False
+    started: float = field(default_factory=time.time)
+
+    def markdown(self) -> str:
+        if self.error:
+            return f"**Demo build failed:** {self.error}"
+        if self.running:
+            return f"**Building the demo** ({self.fraction * 100:.0f}%): {self.message}"
+        return self.message
+
+
+def _scene_key(scene_id: object) -> str:
+    if not isinstance(scene_id, str) or not scene_id.strip():
+        raise SASInputError(None, "choose a scene")
+    return scene_id.strip()
+
+
+class AppState:
+    """Everything the panel and the viewer share.
+
+    Args:
+        store: artefact store folder (or an :class:`ArtefactStore`).
+        data_roots: folders scenes may be opened from; a folder outside all of them is refused.
+        text_encoder: an object with ``encode(list[str])`` or ``None`` to build
+            ``sas_engine.teachers.get_text_encoder(text_encoder_spec, device)`` on first use.
+        text_encoder_spec: spec for the lazily built encoder (``None`` = MiniLM).
+        device: torch device for the text encoder.
+        template: prompt template for label names.
+        max_engines: query engines (one per scene x feature layer) kept in memory.
+    """
+
+    def __init__(self, store, data_roots: Sequence[str | Path] = (), *, text_encoder=None,
+                 text_encoder_spec: Optional[str] = None, device: str = "cpu", template: str = PROMPT_SCENE,
+                 max_engines: int = 6):
+        self.store = store if isinstance(store, ArtefactStore) else ArtefactStore(store)
+        self.data_roots = [Path(r).resolve() for r in data_roots]
+        self.device = device
+        self.template = template
+        self._encoder = text_encoder
+        self._encoder_spec = text_encoder_spec
+        self._cache: Optional[TextEmbeddingCache] = None
+        self._lock = threading.RLock()
+        self._scenes: "OrderedDict[str, Scene | tuple[Path, Optional[str]]]" = OrderedDict()
+        self._layers: dict[str, SceneLayers] = {}
+        self._engines: "OrderedDict[tuple[str, str], QueryEngine]" = OrderedDict()
+        self._segs: "OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = OrderedDict()
+        self._engine_locks: dict[tuple[str, str], threading.Lock] = {}
+        self.max_engines = max_engines
+        self.sessions: "OrderedDict[str, object]" = OrderedDict()
+        self.build = BuildStatus()
+        self.viewer = None  # set by app.server when the viser viewer runs
+        self.export_root = Path(tempfile.mkdtemp(prefix="sas_exports_"))
+
+    # -- scenes ------------------------------------------------------------------------------------------------
+    def add_scene(self, scene: Scene) -> str:
+        """Register an already loaded scene."""
+        with self._lock:
+            self._scenes[scene.scene_id] = scene
+            self._layers.pop(scene.scene_id, None)
+        return scene.scene_id
+
+    def add_scene_path(self, path: str | Path, scene_id: Optional[str] = None, dataset: Optional[str] = None,
+                       check_roots: bool = True) -> str:
+        """Register a scene folder/file, loaded on first use. Without ``scene_id`` the scene is loaded now to learn it.
+
+        Raises:
+            SASInputError: the path is outside the configured data roots, missing, or not a scene.
+        """
+        p = self.resolve_path(path) if check_roots else Path(path).resolve()
+        if not p.exists():
+            raise SASInputError(p, "scene folder not found")
+        if scene_id is None:
+            scene = self._load(p, dataset)
+            with self._lock:
+                self._scenes[scene.scene_id] = scene
+                self._layers.pop(scene.scene_id, None)
+            return scene.scene_id
+        with self._lock:
+            self._scenes.setdefault(scene_id, (p, dataset))
+        return scene_id
+
+    def resolve_path(self, path: object) -> Path:
+        """The resolved path if it lies inside one of the data roots (symlinks and '..' resolved first)."""
+        if not isinstance(path, (str, Path)) or not str(path).strip():
+            raise SASInputError(None, "type the path of a scene folder")
+        if "\x00" in str(path):
+            raise SASInputError(None, "the path contains a NUL character")
+        p = Path(str(path).strip()).expanduser()
+        try:
+            rp = p.resolve()
+        except (OSError, RuntimeError) as e:
+            raise SASInputError(p, f"cannot resolve path ({e})") from None
+        for root in self.data_roots:
+            if rp == root or rp.is_relative_to(root):
+                return rp
+        roots = ", ".join(str(r) for r in self.data_roots) or "none configured"
+        raise SASInputError(p, f"refused: outside the configured data roots ({roots})")
+
+    def scene_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._scenes)
+
+    def _load(self, path: Path, dataset: Optional[str]) -> Scene:
+        from sas_engine.io import load_scene
+
+        return load_scene(path, dataset=dataset)
+
+    def scene(self, scene_id: str) -> Scene:
+        sid = _scene_key(scene_id)
+        with self._lock:
+            entry = self._scenes.get(sid)
+        if entry is None:
+            known = ", ".join(self.scene_ids()[:10]) or "none loaded yet"
+            raise SASInputError(None, f"unknown scene {sid[:80]!r}; known: {known}")
+        if isinstance(entry, Scene):
+            return entry
+        scene = self._load(*entry)
+        with self._lock:
+            self._scenes[sid] = scene
+            if scene.scene_id != sid:  # the loader names it differently: answer to both names
+                self._scenes.setdefault(scene.scene_id, scene)
+        return scene
+
+    def layers(self, scene_id: str) -> SceneLayers:
+        """The scene's layers (listed from the store once; :meth:`refresh` re-lists after a build)."""
+        sid = _scene_key(scene_id)
+        with self._lock:
+            got = self._layers.get(sid)
+        if got is not None:
+            return got
+        lay = SceneLayers(self.scene(sid), self.store)
+        with self._lock:
+            return self._layers.setdefault(sid, lay)
+
+    def refresh(self, scene_id: Optional[str] = None) -> None:
+        """Forget cached layers / engines / segmentations (all scenes or one), e.g. after the store changed."""
+        with self._lock:
+            for sid in [scene_id] if scene_id else list(self._layers):
+                self._layers.pop(sid, None)
+                for k in [k for k in self._engines if k[0] == sid]:
+                    self._engines.pop(k)
+                for k in [k for k in self._segs if k[0] == sid]:
+                    self._segs.pop(k)
+
+    # -- text and queries --------------------------------------------------------------------------------------
+    def text_cache(self) -> TextEmbeddingCache:
+        """The shared text-embedding cache (builds the text encoder on first use)."""
+        with self._lock:
+            if self._cache is None:
+                enc = self._encoder
+                if enc is None:
+                    try:
+                        from sas_engine.teachers.text import get_text_encoder
+                    except ImportError as e:
+                        raise SASInputError(None, f"no text encoder available ({e})") from None
+                    enc = get_text_encoder(self._encoder_spec, device=self.device)
+                self._cache = TextEmbeddingCache(enc)
+            return self._cache
+
+    def engine(self, scene_id: str, artefact: str) -> QueryEngine:
+        """A :class:`QueryEngine` with the layer's features set (built once, LRU-bounded)."""
+        layers = self.layers(scene_id)
+        layers.layer(artefact)  # unknown layer -> clear error
+        key = (layers.scene_id, artefact)
+        with self._lock:
+            eng = self._engines.get(key)
+            if eng is not None:
+                self._engines.move_to_end(key)
+                return eng
+            build_lock = self._engine_locks.setdefault(key, threading.Lock())
+        with build_lock:  # two tabs asking for the same layer build it once
+            with self._lock:
+                eng = self._engines.get(key)
+            if eng is not None:
+                return eng
+            feats, mask = layers.features(artefact)
+            eng = QueryEngine(self.text_cache())
+            eng.set_scene(layers.scene_id, feats, mask)
+            with self._lock:
+                self._engines[key] = eng
+                while len(self._engines) > self.max_engines:
+                    self._engines.popitem(last=False)
+        return eng
+
+    def segmentation(self, scene_id: str, artefact: str, names: Sequence[str],
+                     template: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(labels int64 [N], scores float32 [N]) of a layer over ``names`` (cached per label set and template)."""
+        template = self.template if template is None else template
+        key = (_scene_key(scene_id), artefact, tuple(names), template)
+        with self._lock:
+            got = self._segs.get(key)
+            if got is not None:
+                self._segs.move_to_end(key)
+                return got
+        got = self.engine(scene_id, artefact).segment(list(names), template)
+        for a in got:
+            a.setflags(write=False)
+        with self._lock:
+            self._segs[key] = got
+            while len(self._segs) > 64:
+                self._segs.popitem(last=False)
+        return got
+
+    # -- sessions ----------------------------------------------------------------------------------------------
+    def new_session(self, token: Optional[str] = None):
+        """Create (or return) the session of a browser tab."""
+        from .session import Session
+
+        tok = token or uuid.uuid4().hex
+        if not isinstance(tok, str) or not tok.isalnum() or len(tok) > 64:
+            raise SASInputError(None, "invalid session token")
+        with self._lock:
+            s = self.sessions.get(tok)
+            if s is None:
+                s = Session(self, tok)
+                self.sessions[tok] = s
+                while len(self.sessions) > MAX_SESSIONS:
+                    _, old = self.sessions.popitem(last=False)
+                    old.closed = True
+            self.sessions.move_to_end(tok)
+            return s
+
+    def session(self, token: object):
+        with self._lock:
+            s = self.sessions.get(token) if isinstance(token, str) else None
+        if s is None:
+            raise SASInputError(None, "this page's session has expired: reload the page")
+        return s
+
+    def drop_session(self, token: str) -> None:
+        with self._lock:
+            s = self.sessions.pop(token, None)
+        if s is not None:
+            s.closed = True
+
+    # -- demo build --------------------------------------------------------------------------------------------
+    def run_build(self, build: Callable[[Callable], Sequence[str]], locate: Callable[[str], Optional[Path]],
+                  on_progress: Optional[Callable[[float, str], None]] = None) -> list[str]:
+        """Run ``build(progress)`` (e.g. ``sas_engine.demo.build_demo``), tracking progress in :attr:`build`; then
+        register the scene ids it returns, each found on disk with ``locate(scene_id)``."""
+        st = self.build
+        st.running, st.error, st.done, st.fraction, st.message = True, None, False, 0.0, "starting"
+
+        def progress(*args, **kw):
+            frac, msg = _progress_args(args, kw)
+            if frac is not None:
+                st.fraction = max(0.0, min(1.0, frac))
+            if msg:
+                st.message = msg
+            if on_progress is not None:
+                on_progress(st.fraction, st.message)
+
+        try:
+            ids = list(build(progress))
+            added = []
+            for sid in ids:
+                p = locate(sid)
+                if p is None:
+                    raise SASInputError(None, f"the demo built scene {sid} but its folder was not found under "
+                                              f"{', '.join(map(str, self.data_roots))}")
+                added.append(self.add_scene_path(p, scene_id=sid, check_roots=False))
+            self.refresh()
+            st.message = f"demo ready: {len(added)} scenes"
+            st.done = True
+            return added
+        except Exception as e:  # shown in the page; the launcher prints it too
+            st.error = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            st.running = False
+
+
+def _progress_args(args: tuple, kw: dict) -> tuple[Optional[float], str]:
+    """Accept progress(fraction, message), progress(message), progress(done, total, message) and keywords."""
+    frac = kw.get("fraction")
+    msg = kw.get("message", kw.get("desc", ""))
+    nums = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    strs = [a for a in args if isinstance(a, str)]
+    if strs:
+        msg = strs[0]
+    if frac is None and len(nums) >= 2 and nums[1]:
+        frac = nums[0] / nums[1]
+    elif frac is None and len(nums) == 1:
+        frac = float(nums[0])
+    return frac, str(msg or "")
+
+
+def find_scene_folder(roots: Sequence[Path], scene_id: str, max_depth: int = 4) -> Optional[Path]:
+    """First folder named ``scene_id`` under a ``scans`` folder (or directly) within ``roots`` (bounded depth)."""
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(root):
+            depth = len(Path(dirpath).relative_to(root).parts)
+            if scene_id in dirnames:
+                return Path(dirpath) / scene_id
+            if depth >= max_depth:
+                dirnames[:] = []
+    return None

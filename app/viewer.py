@@ -1,0 +1,266 @@
+"""The viser 3D view: one point cloud per view, per browser tab, updated by sending colours only.
+
+Each gradio tab embeds the viewer in an iframe whose websocket URL carries the tab's session token
+(``ws://host:port/sas/<token>``); the viser server accepts websockets on any path, so the token identifies which
+session a connecting viser client belongs to and every tab sees its own scene, colours and query. Points are sent
+once per scene (and once more for the side-by-side copy when comparison is first turned on); a query or mode
+change assigns ``handle.colors`` only. Clicking a point sends a ray; the nearest point is inspected on the server.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import quote
+
+import numpy as np
+
+from sas_engine.errors import SASError
+
+from .picking import pick_point
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+    from .state import AppState
+
+log = logging.getLogger(__name__)
+_TOKEN_PATH = re.compile(r"^/sas/([A-Za-z0-9]{1,64})/?$")
+
+
+@dataclass
+class ClientView:
+    """What one connected viser client shows."""
+
+    client: Any
+    token: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    scene_id: Optional[str] = None
+    a: Any = None
+    b: Any = None
+    offset_b: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    center: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    local: Optional[np.ndarray] = None
+    point_size: float = 0.02
+    markdown: Any = None
+    marker: Any = None
+    labels: list = field(default_factory=list)
+    objects_version: int = -1
+    compare_shown: Optional[bool] = None
+
+
+def display_geometry(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str, float]:
+    """(centred float32 points, centre, point size, precision, side-by-side offset along x) for a scene."""
+    lo, hi = points.min(0), points.max(0)
+    center = ((lo + hi) / 2).astype(np.float32)
+    local = (points - center).astype(np.float32)
+    ext = np.maximum(hi - lo, 1e-3)
+    area = 2 * (ext[0] * ext[1] + ext[1] * ext[2] + ext[0] * ext[2])
+    spacing = float(np.sqrt(area / max(len(points), 1)))
+    size = float(np.clip(1.5 * spacing, 0.004, 0.1))
+    precision = "float32" if float(np.abs(local).max()) > 30 else "float16"
+    return local, center, size, precision, float(ext[0] * 1.15 + 0.2)
+
+
+class Viewer:
+    """A viser server bound to the app state.
+
+    Args:
+        state: the app state (its ``viewer`` attribute is set to this object).
+        host: interface to bind (default loopback only).
+        port: port to try first (viser moves to the next free one; see :attr:`port`).
+    """
+
+    def __init__(self, state: "AppState", host: str = "127.0.0.1", port: int = 8080):
+        import viser
+
+        self.state = state
+        self.host = host
+        self.server = viser.ViserServer(host=host, port=port, label="SAS viewer", verbose=False)
+        self.port = int(self.server.get_port())
+        self.server.scene.set_up_direction("+z")
+        self._views: dict[int, ClientView] = {}
+        self._lock = threading.Lock()
+        self.server.on_client_connect(self._connect)
+        self.server.on_client_disconnect(self._disconnect)
+        state.viewer = self
+
+    def url(self, token: Optional[str] = None, host: Optional[str] = None) -> str:
+        """URL of the viewer page; with ``token`` its websocket joins that session."""
+        h = host or self.host
+        base = f"http://{h}:{self.port}/"
+        if token is None:
+            return base
+        return base + "?websocket=" + quote(f"ws://{h}:{self.port}/sas/{token}", safe="")
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    # -- clients -----------------------------------------------------------------------------------------------
+    def _token_of(self, client) -> Optional[str]:
+        try:  # viser keeps the websocket connection per client id; its request path carries our token
+            conn = self.server._websock_server._live_connections.get(client.client_id)
+            path = conn.request.path
+        except AttributeError:
+            return None
+        m = _TOKEN_PATH.match(str(path).split("?")[0])
+        return m.group(1) if m else None
+
+    def clients_of(self, token: str) -> list[ClientView]:
+        with self._lock:
+            return [v for v in self._views.values() if v.token == token]
+
+    def _connect(self, client) -> None:
+        token = self._token_of(client)
+        session = None
+        if token is not None:
+            try:
+                session = self.state.session(token)
+            except SASError:
+                session = None
+        if session is None:  # opened directly (or a stale tab): an own session showing the first scene
+            session = self.state.new_session(f"viser{client.client_id}")
+            ids = self.state.scene_ids()
+            if ids and session.scene_id is None:
+                try:
+                    session.select_scene(ids[0])
+                except SASError as e:
+                    log.warning("viewer: %s", e)
+        cv = ClientView(client, session.token)
+        with client.gui.add_folder("Point inspection"):
+            cv.markdown = client.gui.add_markdown("Click a point to see what each teacher, the fusion and the "
+                                                  "distilled model say about it.")
+        client.scene.on_click()(self._on_click)
+        with self._lock:
+            self._views[client.client_id] = cv
+        self._show(cv, session, geometry=True)
+
+    def _disconnect(self, client) -> None:
+        with self._lock:
+            cv = self._views.pop(client.client_id, None)
+        if cv is not None and cv.token.startswith("viser"):
+            self.state.drop_session(cv.token)
+
+    # -- updates -----------------------------------------------------------------------------------------------
+    def update(self, session: "Session", geometry: bool = False) -> None:
+        """Push a session's current colours (and points when ``geometry``) to its connected clients."""
+        for cv in self.clients_of(session.token):
+            try:
+                self._show(cv, session, geometry)
+            except Exception as e:  # a closing websocket must not break the panel's handler
+                log.warning("viewer update failed for client %s: %s", cv.client.client_id, e)
+
+    def _show(self, cv: ClientView, session: "Session", geometry: bool) -> None:
+        with cv.lock, session.lock:
+            if session.scene_id is None or session.view_a is None:
+                return
+            client = cv.client
+            scene = session.layers().scene
+            new_scene = cv.scene_id != scene.scene_id or cv.a is None
+            with client.atomic():
+                if new_scene or geometry:
+                    if new_scene:
+                        self._add_a(cv, scene, session)
+                    self._sync_b(cv, scene, session)
+                    if new_scene or cv.compare_shown != session.compare:
+                        self._camera(cv, session.compare)
+                        cv.compare_shown = session.compare
+                else:
+                    cv.a.colors = session.view_a.colors
+                    if session.view_b is not None:
+                        if cv.b is None:
+                            self._sync_b(cv, scene, session)
+                        else:
+                            cv.b.colors = session.view_b.colors
+                            cv.b.visible = True
+                    elif cv.b is not None:
+                        cv.b.visible = False
+                self._objects(cv, session)
+
+    def _add_a(self, cv: ClientView, scene, session: "Session") -> None:
+        client = cv.client
+        for h in (cv.a, cv.b, cv.marker):
+            if h is not None:
+                h.remove()
+        cv.b = cv.marker = None
+        local, center, size, precision, dx = display_geometry(scene.points)
+        cv.local, cv.center, cv.point_size = local, center, size
+        cv.offset_b = np.array([dx, 0, 0], np.float32)
+        cv.a = client.scene.add_point_cloud("/sas/a", local, session.view_a.colors, point_size=size,
+                                            precision=precision, point_shape="circle", point_shading="flat")
+        cv.scene_id = scene.scene_id
+        cv.objects_version = -1
+
+    def _sync_b(self, cv: ClientView, scene, session: "Session") -> None:
+        if session.view_b is None:
+            if cv.b is not None:
+                cv.b.visible = False
+            return
+        if cv.b is None:
+            precision = "float32" if float(np.abs(cv.local).max()) > 30 else "float16"
+            cv.b = cv.client.scene.add_point_cloud("/sas/b", cv.local, session.view_b.colors, point_size=cv.point_size,
+                                                   precision=precision, position=tuple(cv.offset_b),
+                                                   point_shape="circle", point_shading="flat")
+        else:
+            cv.b.colors = session.view_b.colors
+            cv.b.visible = True
+        cv.a.colors = session.view_a.colors
+
+    def _camera(self, cv: ClientView, compare: bool) -> None:
+        ext = cv.local.max(0) - cv.local.min(0)
+        target = cv.offset_b / 2 if compare else np.zeros(3, np.float32)
+        span = float(max(ext[0] + (cv.offset_b[0] if compare else 0), ext[1], 1.0))
+        try:
+            cv.client.camera.up_direction = (0.0, 0.0, 1.0)
+            cv.client.camera.position = tuple(float(x) for x in target + np.array([0.0, -1.1 * span, 0.9 * span]))
+            cv.client.camera.look_at = tuple(float(x) for x in target)
+        except Exception as e:  # camera state arrives with the client's first message; it is only a convenience
+            log.debug("camera not set: %s", e)
+
+    def _objects(self, cv: ClientView, session: "Session") -> None:
+        if cv.objects_version == session.objects_serial:
+            return
+        for h in cv.labels:
+            h.remove()
+        cv.labels = []
+        for i, h in enumerate(session.objects):
+            pos = tuple(float(x) for x in h.center - cv.center)
+            cv.labels.append(cv.client.scene.add_label(f"/sas/objects/{i}", f"#{i + 1} {h.score:.2f}", position=pos))
+        cv.objects_version = session.objects_serial
+
+    # -- picking -----------------------------------------------------------------------------------------------
+    def _on_click(self, event) -> None:
+        with self._lock:
+            cv = self._views.get(event.client_id)
+        if cv is None or cv.local is None or event.ray_origin is None:
+            return
+        try:
+            session = self.state.session(cv.token)
+        except SASError:
+            return
+        o = np.asarray(event.ray_origin, np.float64)
+        d = np.asarray(event.ray_direction, np.float64)
+        best = None
+        offsets = [np.zeros(3)] + ([cv.offset_b] if cv.b is not None and session.compare else [])
+        for off in offsets:
+            i = pick_point(cv.local, o - off, d, cv.point_size)
+            if i is not None:
+                dist = float(np.linalg.norm(cv.local[i] + off - o))
+                if best is None or dist < best[0]:
+                    best = (dist, i, off)
+        if best is None:
+            cv.markdown.content = "No point under the cursor: click directly on the cloud."
+            return
+        _, i, off = best
+        try:
+            md = session.inspect(i)
+        except SASError as e:
+            md = f"Inspection failed: {e}"
+        cv.markdown.content = md
+        pos = tuple(float(x) for x in cv.local[i] + off)
+        if cv.marker is None:
+            cv.marker = cv.client.scene.add_icosphere("/sas/pick", radius=cv.point_size * 2, color=(255, 0, 0),
+                                                      position=pos)
+        else:
+            cv.marker.position = pos

@@ -1,0 +1,51 @@
+"""Store artefacts of fusion: ``fused.<teacher>`` (single-teacher 2D fusion) and ``fused.sas|add|linear``.
+
+Payloads (see the shared artefact list): single teacher ``features`` float16 [N, C], ``mask`` bool [N],
+``view_count`` int32 [N]; combined ``features``, ``mask``, ``weights`` float32 [N, T], ``teachers`` list[str].
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..errors import SASInputError
+from .fusion import FusedResult
+
+KIND = "fused"
+"""Artefact kind of every ``fused.*`` artefact."""
+
+
+def load_any(store, scene_id: Optional[str], name: str) -> dict:
+    """Payload of ``name`` made by any config (format version and kind are still checked). Raises
+    :class:`SASInputError` naming the file when it does not exist."""
+    h = store.header(scene_id, name)
+    if h is None:
+        raise SASInputError(store.path(scene_id, name), "artefact not found")
+    from ..errors import StaleArtefactError
+
+    cfg, inp = h.get("config"), h.get("inputs")
+    last = None
+    for c in (cfg or None, cfg):          # a header stores {} both for "no config" and an empty dict
+        for i in (inp or None, inp):
+            try:
+                return store.load(scene_id, name, kind=h.get("kind"), config=c, inputs=i)
+            except StaleArtefactError as e:
+                last = e
+    raise SASInputError(store.path(scene_id, name), f"unreadable artefact ({last})")
+
+
+def save_fused(store, scene_id: str, mode: str, result: FusedResult, config: dict) -> str:
+    """Save a combined fusion as ``fused.<mode>``; returns the file path."""
+    payload = {"features": result.features.to("cpu").half().contiguous(), "mask": result.mask.to("cpu").bool(),
+               "weights": result.weights.to("cpu").float().contiguous(), "teachers": list(result.teachers)}
+    return str(store.save(scene_id, f"fused.{mode}", payload, kind=KIND, config=dict(config, mode=mode),
+                          inputs={"scene": scene_id}))
+
+
+def save_single(store, scene_id: str, teacher: str, fusion, config: dict) -> str:
+    """Save a single-teacher multi-view fusion (a ``FusionResult``) as ``fused.<teacher>``; returns the path."""
+    payload = {"features": fusion.features.to("cpu").half().contiguous(), "mask": fusion.mask.to("cpu").bool(),
+               "view_count": fusion.view_count.to("cpu").int()}
+    if getattr(fusion, "votes", None) is not None:
+        payload["votes"] = fusion.votes.to("cpu").int()
+    return str(store.save(scene_id, f"fused.{teacher}", payload, kind=KIND, config=dict(config, teacher=teacher),
+                          inputs={"scene": scene_id}))

@@ -1,0 +1,82 @@
+"""``sas eval``: zero-shot evaluation of stored per-point feature sources -> Markdown table, JSON, PNG plots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import add_store_arg
+
+HELP = "evaluate stored feature sources (fused.<teacher>, fused.sas, pred3d.<run>, A+B ensembles) against ground truth"
+
+
+def add_arguments(p) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--split", help="folder of scenes (ScanNet scans/, OpenScene .pth files) or synthetic split name")
+    g.add_argument("--scene", help="one scene folder or file")
+    p.add_argument("--sources", required=True,
+                   help="comma-separated store artefacts, e.g. fused.lseg_compact,fused.sas,pred3d.run1; "
+                        "'A+B' = OpenScene 2D-3D ensemble of A and B")
+    p.add_argument("--dataset", default=None, help="dataset preset (default: detected from the layout)")
+    p.add_argument("--label-set", default=None,
+                   help="label set to query (default: the scenes' own; nuScenes-16 scenes use nuscenes43, "
+                        "the 43 detailed names mapped back to 16 classes)")
+    p.add_argument("--template", default=None,
+                   help="prompt template: a name (scene, capability, capability_paper) or a string with {} "
+                        "(default: the dataset preset's, 'a {} in a scene')")
+    te = p.add_mutually_exclusive_group()
+    te.add_argument("--text-encoder", default=None, help="text encoder spec (default: the packaged MiniLM)")
+    te.add_argument("--text-emb", type=Path, default=None,
+                    help="precomputed text embeddings [Q, C] (.pt or .npy) of the label set's prompts")
+    p.add_argument("--convention", default="present", choices=["present", "openscene"],
+                   help="mIoU/mAcc mean: over classes present in the GT, or OpenScene's sum / K (both are in the JSON)")
+    p.add_argument("--allow-missing", choices=["miss", "skip"], default=None,
+                   help="when a source lacks a scene: count its points as misses, or skip the scene (default: error)")
+    p.add_argument("--out", type=Path, default=Path("eval_report"), help="report folder (default ./eval_report)")
+    p.add_argument("--no-plots", action="store_true", help="write only the Markdown and JSON files")
+    p.add_argument("--device", default="cpu", help="torch device for the feature . text products")
+    p.add_argument("--chunk-size", type=int, default=65536, help="points per matrix product")
+    add_store_arg(p)
+
+
+def run(args) -> int:
+    from ..config import get_preset
+    from ..errors import SASInputError
+    from ..eval.evaluate import default_eval_label_set, evaluate_sources, store_source
+    from ..eval.inputs import iter_scenes, load_text_embeddings, resolve_template, split_scene_paths
+    from ..eval.report import markdown_report, write_report
+    from ..eval.zeroshot import text_embeddings
+    from ..labels import get_label_set
+    from ..store import ArtefactStore
+
+    paths = split_scene_paths(args.split) if args.split else [Path(args.scene)]
+    names = [s.strip() for s in args.sources.split(",") if s.strip()]
+    if not names:
+        raise SASInputError(None, "--sources lists no source")
+    store = ArtefactStore(args.store)
+    scenes = iter_scenes(paths, args.dataset)
+    first = next(scenes)  # the first scene fixes label set and preset defaults
+    ls = get_label_set(args.label_set or default_eval_label_set(first.label_set))
+    try:
+        preset_template = get_preset(first.dataset).prompt_template
+    except SASInputError:
+        preset_template = "a {} in a scene"
+    template = resolve_template(args.template, preset_template)
+    if args.text_emb is not None:
+        text = load_text_embeddings(args.text_emb, ls)
+        encoder_name = str(args.text_emb)
+    else:
+        text = text_embeddings(ls, args.text_encoder, template)
+        encoder_name = args.text_encoder or "default"
+
+    def all_scenes():
+        yield first
+        yield from scenes
+
+    results = evaluate_sources(
+        all_scenes(), [(n, store_source(store, n)) for n in names], ls, text, convention=args.convention,
+        on_missing=args.allow_missing or "error", template=template, chunk_size=args.chunk_size, device=args.device,
+        total=len(paths), meta={"text encoder": encoder_name, "store": str(store.root)})
+    files = write_report(results, args.out, plots=not args.no_plots)
+    print(markdown_report(results))
+    for label, f in files.items():
+        print(f"wrote {label:<24} {f}")
+    return 0

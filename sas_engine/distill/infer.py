@@ -1,0 +1,93 @@
+"""Per-point 3D features from a trained student: voxelise, forward, devoxelise (optionally with test-time augmentation)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..geometry.voxelize import AugmentConfig, voxelize
+
+
+def batch_voxels(point_sets: list[np.ndarray], voxel_size: float, augment: AugmentConfig | None,
+                 seeds: list[int | None]) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+    """Voxelise several point sets into one batched coordinate tensor.
+
+    Returns (coords int32 [M, 4] with the batch index first, per-scene inverse maps point -> row of the batch,
+    voxel counts per scene).
+    """
+    coords, inverses, counts, offset = [], [], [], 0
+    for b, (pts, seed) in enumerate(zip(point_sets, seeds)):
+        vox = voxelize(pts, voxel_size, augment=augment, seed=seed)
+        c = torch.as_tensor(np.asarray(vox.coords), dtype=torch.int32)
+        coords.append(torch.cat([torch.full((c.shape[0], 1), b, dtype=torch.int32), c], 1))
+        inverses.append(torch.as_tensor(np.asarray(vox.inverse), dtype=torch.int64) + offset)
+        counts.append(c.shape[0])
+        offset += c.shape[0]
+    return torch.cat(coords, 0), inverses, counts
+
+
+def forward_voxels(model: torch.nn.Module, coords: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Run the student on voxel coordinates with all-ones input features (METHOD.md section 6). Returns [M, C]."""
+    from ..sparse import forward_points
+
+    in_ch = getattr(model, "in_channels", 3)
+    feats = torch.ones(coords.shape[0], in_ch, device=device)
+    return forward_points(model, coords.to(device), feats)
+
+
+@torch.no_grad()
+def infer_points(model: torch.nn.Module, points: np.ndarray, voxel_size: float, *, device="cpu", tta: int = 0,
+                 seed: int = 0) -> torch.Tensor:
+    """Per-point float16 [N, C] features of ``points`` [N, 3] from ``model`` in eval mode.
+
+    ``tta`` > 0 averages the L2-normalised outputs of that many randomly rotated / scaled copies with the plain pass
+    (OpenScene averages over 5 augmented passes).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        passes = [(None, None)] + [(AugmentConfig(), seed + i) for i in range(tta)]
+        acc = None
+        for aug, s in passes:
+            coords, inv, _ = batch_voxels([points], voxel_size, aug, [s])
+            out = forward_voxels(model, coords, device)[inv[0].to(out_device(device))].float()
+            if tta:
+                out = torch.nn.functional.normalize(out, dim=-1)
+            acc = out if acc is None else acc + out
+        return (acc / len(passes)).to(torch.float16).cpu()
+    finally:
+        model.train(was_training)
+
+
+def out_device(device) -> torch.device:
+    return torch.device(device)
+
+
+def load_student(path, model: str | None = None, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """Load a student for inference from a trainer checkpoint (records its preset, width and voxel size) or from an
+    OpenScene/SAS checkpoint (``state_dict`` with ``net3d.`` / ``module.`` prefixes: pass ``model``; the output width is
+    read from ``final.kernel``). Returns (model in eval mode, metadata dict with run / voxel_size when known)."""
+    from pathlib import Path
+
+    from ..errors import SASInputError
+    from ..models.checkpoint import extract_state_dict, load_mink_checkpoint
+    from ..models.mink_unet import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise SASInputError(path, "checkpoint file not found")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SASInputError(path, f"not a loadable checkpoint ({type(e).__name__}: {e})") from e
+    sd = extract_state_dict(ck, path)
+    cfg = ck.get("config", {}) if isinstance(ck, dict) and isinstance(ck.get("config"), dict) else {}
+    name = model or cfg.get("model")
+    if not name:
+        raise SASInputError(path, "checkpoint does not record its model preset: pass --model (mink18a or mink18a_slim)")
+    final = sd.get("final.kernel")
+    if final is None:
+        raise SASInputError(path, "checkpoint has no final.kernel: not a MinkUNet student")
+    net = build_model(name, out_channels=int(final.shape[-1]))
+    load_mink_checkpoint(net, sd)
+    meta = {"run": cfg.get("run"), "voxel_size": cfg.get("voxel_size"), "model": name}
+    return net.to(device).eval(), meta

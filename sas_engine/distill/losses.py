@@ -1,0 +1,91 @@
+"""Distillation losses of SAS (METHOD.md section 6), written for per-point tensors.
+
+All functions take per-point 3D features ``f3d`` [N, C] (the network output mapped back to points), a validity mask
+[N] (points with a fused 2D feature) and superpoint ids [N] (int64, any values: they are compacted internally).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def compact_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Map arbitrary int ids to 0..S-1 (sorted order). Returns (compact ids [N], S)."""
+    uniq, inv = torch.unique(ids, return_inverse=True)
+    return inv, int(uniq.numel())
+
+
+def segment_mean(x: torch.Tensor, seg: torch.Tensor, num: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of rows of ``x`` [N, C] per segment ``seg`` [N] (0..num-1), optionally only rows with ``weight`` True.
+
+    Segments without any counted row get a zero row. Differentiable w.r.t. ``x``.
+    """
+    w = torch.ones(x.shape[0], device=x.device, dtype=x.dtype) if weight is None else weight.to(x.dtype)
+    s = torch.zeros(num, x.shape[1], device=x.device, dtype=x.dtype).index_add_(0, seg, x * w[:, None])
+    c = torch.zeros(num, device=x.device, dtype=x.dtype).index_add_(0, seg, w)
+    return s / c.clamp_min(1)[:, None]
+
+
+def superpoint_targets(target: torch.Tensor, valid: torch.Tensor, seg: torch.Tensor, num: int):
+    """Superpoint-averaged 2D targets: (per-superpoint mean [S, C], per-point target [N, C], superpoint has target [S])."""
+    sp = segment_mean(target.float(), seg, num, valid)
+    has = torch.zeros(num, dtype=torch.bool, device=seg.device)
+    has[seg[valid]] = True
+    return sp, sp[seg], has
+
+
+def cosine_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cos(a_i, b_i) over rows (0 for no rows)."""
+    if a.shape[0] == 0:
+        return a.sum() * 0
+    return (1 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)).mean()
+
+
+def stage1_loss(f3d, target, valid, seg, *, use_superpoint: bool = True) -> tuple[torch.Tensor, dict]:
+    """Stage 1: point cosine loss (+ superpoint cosine loss).
+
+    Without superpoints this is OpenScene's loss: 1 - cos(F3D, F2D) on valid points. With superpoints (SAS):
+    L_p = 1 - cos(F3D, F_SP^2D) on points of superpoints that have a target, and
+    L_sp = 1 - cos(mean_sp(F3D), f_SP^2D) over those superpoints; L = L_p + L_sp.
+    """
+    if not use_superpoint:
+        lp = cosine_loss(f3d[valid], target[valid].float())
+        return lp, {"loss_point": float(lp.detach())}
+    cseg, num = compact_ids(seg)
+    sp_t, pt_t, has = superpoint_targets(target, valid, cseg, num)
+    counted = has[cseg]
+    lp = cosine_loss(f3d[counted], pt_t[counted])
+    sp_f = segment_mean(f3d, cseg, num)
+    lsp = cosine_loss(sp_f[has], sp_t[has])
+    return lp + lsp, {"loss_point": float(lp.detach()), "loss_superpoint": float(lsp.detach())}
+
+
+def pseudo_labels(history: torch.Tensor, seg: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage-2 pseudo labels from the feature history H [N, C] and class text embeddings T [K, C]:
+    (argmax(H . T) per point [N], argmax(mean_sp(H) . T) per compacted superpoint [S])."""
+    cseg, num = compact_ids(seg)
+    h = history.float()
+    point = (h @ text.T).argmax(1)
+    sp = (segment_mean(h, cseg, num) @ text.T).argmax(1)
+    return point, sp
+
+
+def stage2_loss(f3d, seg, text, history, *, temperature: float = 0.1) -> tuple[torch.Tensor, dict]:
+    """Stage 2, temporal-ensembling self-distillation:
+    CE(F3D . T, pseudo_point) + CE(mean_sp(F3D) . T, pseudo_sp), with pseudo labels from the history.
+
+    Logits use L2-normalised features and text divided by ``temperature`` (METHOD.md leaves the scale open; cosine
+    logits in [-1, 1] would give almost no gradient).
+    """
+    cseg, num = compact_ids(seg)
+    p_point, p_sp = pseudo_labels(history, seg, text)
+    logits = F.normalize(f3d, dim=-1) @ text.T / temperature
+    l_pt = F.cross_entropy(logits, p_point)
+    sp_f = segment_mean(f3d, cseg, num)
+    l_sp = F.cross_entropy(F.normalize(sp_f, dim=-1) @ text.T / temperature, p_sp)
+    return l_pt + l_sp, {"loss_ce_point": float(l_pt.detach()), "loss_ce_superpoint": float(l_sp.detach())}
+
+
+def ema_update(history: torch.Tensor, f3d: torch.Tensor, alpha: float) -> torch.Tensor:
+    """H <- alpha * H + (1 - alpha) * F3D (returns the new history, same dtype as ``history``)."""
+    return (alpha * history.float() + (1 - alpha) * f3d.detach().float()).to(history.dtype)

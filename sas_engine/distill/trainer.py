@@ -1,0 +1,282 @@
+"""The distillation trainer: stage 1 (point + superpoint cosine) then stage 2 (temporal-ensembling self-distillation).
+
+Schedule: ``epochs_stage1`` epochs of stage 1, then ``epochs_stage2`` epochs with the stage-2 losses added (the paper's
+70 + 30); stage 2 can also run as a separate run that starts from a stage-1 checkpoint (``init_checkpoint``).
+Optimiser Adam, lr decayed linearly from ``lr`` to ``lr_end`` over all iterations (no 10x param-group quirk).
+
+Determinism and resume: the data order and the augmentation of epoch e come from ``seed + e`` only, and a checkpoint
+(model, optimiser, epoch, iteration, best score, per-scene histories in the store) is written atomically after every
+epoch, so a killed run restarted with the same config continues from its last finished epoch and reaches the same
+weights as an uninterrupted run.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel, each rank trains
+on its static share of the scenes (scene i belongs to rank i % world_size, shuffled per epoch within the share), and
+rank 0 alone writes checkpoints; each rank writes the stage-2 histories of its own scenes.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import config_dict
+from ..errors import SASInputError
+from ..geometry.voxelize import AugmentConfig
+from ..store import ArtefactStore, atomic_write
+from .data import DistillScene
+from .infer import batch_voxels, forward_voxels, infer_points
+from .losses import ema_update, stage1_loss, stage2_loss
+
+log = logging.getLogger(__name__)
+CKPT_VERSION = 1
+
+
+@dataclass
+class DistillConfig:
+    """Configuration of one distillation run."""
+
+    run: str = "student"
+    """Run name: checkpoints go to ``<out_dir>/<run>/``, histories to store artefacts ``history.<run>``."""
+    model: str = "mink18a_slim"
+    """Student preset in :data:`sas_engine.models.mink_unet.PRESETS` (``mink18a`` as in the paper, ``mink18a_slim`` for CPU)."""
+    out_channels: int = 384
+    """Feature dimension of the student's output (= the teachers' text space: 384 MiniLM, 512 LSeg, 768 OpenSeg)."""
+    voxel_size: float = 0.02
+    """Voxel edge in metres (2 cm indoor, 5 cm outdoor)."""
+    epochs_stage1: int = 70
+    """Epochs of stage 1 (paper: 70)."""
+    epochs_stage2: int = 30
+    """Epochs with the stage-2 self-distillation losses added (paper: 30). 0 disables stage 2."""
+    batch_size: int = 2
+    """Scenes per iteration (paper: 12 indoor / 8 outdoor on GPUs)."""
+    lr: float = 1e-4
+    """Initial learning rate (Adam)."""
+    lr_end: float = 1e-5
+    """Learning rate reached linearly at the last iteration."""
+    use_superpoint: bool = True
+    """Stage 1 with the superpoint targets and loss (SAS); False = OpenScene's plain point cosine loss."""
+    alpha: float = 0.9999
+    """EMA factor of the stage-2 feature history (release value; the paper leaves it open)."""
+    temperature: float = 0.1
+    """Temperature of the stage-2 cross-entropy logits (cosine / temperature)."""
+    augment: bool = True
+    """OpenScene's augmentation (rotation, scale, flips) during training."""
+    seed: int = 0
+    """Seed of initialisation, data order and augmentation."""
+    val_every: int = 5
+    """Validate (eval mode, mIoU) every n epochs and at the last epoch; 0 = only at the end."""
+    amp: bool = True
+    """bfloat16 autocast when running on CUDA (ignored on CPU)."""
+    init_checkpoint: str = ""
+    """Start from these weights (e.g. a stage-1 run's best.pt) instead of random initialisation."""
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class DistillTrainer:
+    """Trains a student on :class:`DistillScene` lists.
+
+    Args:
+        cfg: the run configuration.
+        train: training scenes (fused targets + superpoints).
+        val: validation scenes with ground truth labels (may be empty).
+        class_text: float32 [K, C] L2-normalised text embeddings of the label set (stage-2 pseudo labels, validation).
+        out_dir: folder of the run's checkpoints (``<out_dir>/<run>/last.pt`` and ``best.pt``).
+        store: artefact store for the per-scene stage-2 histories.
+        device: torch device.
+    """
+
+    def __init__(self, cfg: DistillConfig, train: list[DistillScene], val: list[DistillScene],
+                 class_text: torch.Tensor, out_dir: str | Path, store: ArtefactStore, device: str = "cpu"):
+        from ..models.mink_unet import build_model
+
+        if not train:
+            raise SASInputError(None, "no training scenes")
+        self.cfg, self.train_scenes, self.val_scenes = cfg, train, val
+        self.device = torch.device(device)
+        self.text = torch.nn.functional.normalize(class_text.float(), dim=-1).to(self.device)
+        self.run_dir = Path(out_dir) / cfg.run
+        self.store = store
+        self.rank, self.world = _dist_info()
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, out_channels=cfg.out_channels).to(self.device)
+        if cfg.init_checkpoint:
+            from ..models.mink_unet import load_mink_checkpoint
+
+            load_mink_checkpoint(self.model, cfg.init_checkpoint)
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.mine = [i for i in range(len(train)) if i % self.world == self.rank]
+        self.iters_per_epoch = math.ceil(len(self.mine) / cfg.batch_size)
+        self.total_iters = max(1, self.iters_per_epoch * (cfg.epochs_stage1 + cfg.epochs_stage2))
+        self.epoch, self.iteration, self.best = 0, 0, -1.0
+        self.history: dict[str, torch.Tensor] = {}
+        self.log: list[dict] = []
+
+    # -- schedule -------------------------------------------------------------------------------------------
+    def lr_at(self, it: int) -> float:
+        """Linear decay from lr to lr_end over all iterations."""
+        t = min(1.0, it / max(1, self.total_iters - 1))
+        return self.cfg.lr + (self.cfg.lr_end - self.cfg.lr) * t
+
+    @property
+    def total_epochs(self) -> int:
+        return self.cfg.epochs_stage1 + self.cfg.epochs_stage2
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def _ckpt(self) -> dict:
+        return {"version": CKPT_VERSION, "config": config_dict(self.cfg), "state_dict": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "epoch": self.epoch, "iteration": self.iteration,
+                "best": self.best, "log": self.log}
+
+    def save(self, name: str = "last.pt") -> Path:
+        obj = self._ckpt()
+        return atomic_write(self.run_dir / name, lambda f: torch.save(obj, f))
+
+    def try_resume(self) -> bool:
+        """Continue from ``last.pt`` when it exists and was made by the same config. Returns True if resumed."""
+        p = self.run_dir / "last.pt"
+        if not p.exists():
+            return False
+        ck = torch.load(p, map_location=self.device, weights_only=True)
+        if ck.get("version") != CKPT_VERSION or ck.get("config") != config_dict(self.cfg):
+            raise SASInputError(p, "checkpoint was made by another config; use another --run name or delete it")
+        self.model.load_state_dict(ck["state_dict"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.epoch, self.iteration, self.best, self.log = ck["epoch"], ck["iteration"], ck["best"], ck["log"]
+        if self.epoch > self.cfg.epochs_stage1:
+            self._load_histories()
+        log.info("resumed %s at epoch %d", p, self.epoch)
+        return True
+
+    def _hist_cfg(self) -> dict:
+        return {"run": self.cfg.run, "config": config_dict(self.cfg)}
+
+    def _save_histories(self) -> None:
+        for i in self.mine:
+            s = self.train_scenes[i]
+            self.store.save(s.scene_id, f"history.{self.cfg.run}", {"history": self.history[s.scene_id].cpu(),
+                            "epoch": self.epoch}, kind="history", config=self._hist_cfg())
+
+    def _load_histories(self) -> None:
+        for i in self.mine:
+            s = self.train_scenes[i]
+            got = self.store.load(s.scene_id, f"history.{self.cfg.run}", kind="history", config=self._hist_cfg())
+            if got is None or got["epoch"] != self.epoch:
+                raise SASInputError(self.store.path(s.scene_id, f"history.{self.cfg.run}"),
+                                    "stage-2 history missing or from another epoch; cannot resume stage 2")
+            self.history[s.scene_id] = got["history"].to(self.device)
+
+    def _init_histories(self) -> None:
+        """History H initialised from the stage-1 model's output on each (unaugmented) scene."""
+        for i in tqdm(self.mine, desc="stage-2 history init", disable=self.rank != 0):
+            s = self.train_scenes[i]
+            self.history[s.scene_id] = infer_points(self.model, s.points, self.cfg.voxel_size,
+                                                    device=self.device).to(self.device)
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def _autocast(self):
+        on = self.cfg.amp and self.device.type == "cuda"
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else torch.autocast("cpu", enabled=False)
+
+    def train_epoch(self) -> dict:
+        cfg, e = self.cfg, self.epoch
+        rng = np.random.default_rng(cfg.seed * 100003 + e)
+        order = [self.mine[j] for j in rng.permutation(len(self.mine))]
+        stage2 = e >= cfg.epochs_stage1
+        self.net.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {e + 1}/{self.total_epochs}"
+                   f" (stage {2 if stage2 else 1})", disable=self.rank != 0, leave=False)
+        for start in bar:
+            batch = [self.train_scenes[i] for i in order[start:start + cfg.batch_size]]
+            seeds = [int(x) for x in rng.integers(0, 2**31 - 1, size=len(batch))]
+            coords, inverses, _ = batch_voxels([s.points for s in batch], cfg.voxel_size,
+                                               AugmentConfig() if cfg.augment else None, seeds)
+            for g in self.opt.param_groups:
+                g["lr"] = self.lr_at(self.iteration)
+            with self._autocast():
+                out = forward_voxels(self.net, coords, self.device)
+            out = out.float()
+            loss, parts = 0.0, {}
+            for s, inv in zip(batch, inverses):
+                f3d = out[inv.to(self.device)]
+                sp, tgt, valid = s.superpoints.to(self.device), s.target.to(self.device), s.valid.to(self.device)
+                l, p = stage1_loss(f3d, tgt, valid, sp, use_superpoint=cfg.use_superpoint)
+                if stage2:
+                    self.history[s.scene_id] = ema_update(self.history[s.scene_id], f3d, cfg.alpha)
+                    l2, p2 = stage2_loss(f3d, sp, self.text, self.history[s.scene_id], temperature=cfg.temperature)
+                    l, p = l + l2, {**p, **p2}
+                loss = loss + l / len(batch)
+                for k, v in p.items():
+                    parts[k] = parts.get(k, 0.0) + v / len(batch)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.iteration += 1
+            parts["loss"] = float(loss.detach())
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        n = max(1, len(range(0, len(order), cfg.batch_size)))
+        return {k: v / n for k, v in sums.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """mIoU of the student on the validation scenes, in eval mode (the OpenScene pitfall avoided)."""
+        from ..eval.metrics import confusion_matrix, miou
+
+        k = self.text.shape[0]
+        conf = None
+        for s in self.val_scenes:
+            if s.labels is None:
+                continue
+            f = infer_points(self.model, s.points, self.cfg.voxel_size, device=self.device).float().to(self.device)
+            pred = (torch.nn.functional.normalize(f, dim=-1) @ self.text.T).argmax(1).cpu().numpy()
+            c = confusion_matrix(pred, s.labels, k)
+            conf = c if conf is None else conf + c
+        if conf is None:
+            return {}
+        return {"miou": 100.0 * miou(conf)}
+
+    def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> dict:
+        """Train until the configured number of epochs, resuming if possible. Returns the last log entry."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        while self.epoch < self.total_epochs:
+            if self.epoch == self.cfg.epochs_stage1 and self.cfg.epochs_stage2 > 0 and not self.history:
+                self._init_histories()
+            stats = self.train_epoch()
+            self.epoch += 1
+            last = self.epoch == self.total_epochs
+            if self.val_scenes and (last or (self.cfg.val_every and self.epoch % self.cfg.val_every == 0)):
+                stats.update(self.validate())
+            stats["epoch"] = self.epoch
+            self.log.append(stats)
+            if self.history:
+                self._save_histories()
+            if self.rank == 0:
+                if stats.get("miou", -1.0) > self.best:
+                    self.best = stats["miou"]
+                    self.save("best.pt")
+                self.save("last.pt")
+            if on_epoch:
+                on_epoch(stats)
+            log.info("epoch %d: %s", self.epoch, {k: round(v, 4) for k, v in stats.items()})
+        if self.rank == 0 and not (self.run_dir / "best.pt").exists():
+            self.save("best.pt")
+        return self.log[-1] if self.log else {}

@@ -1,0 +1,288 @@
+"""The SAS pipeline end to end for one scene or a split, with every stage cached in the artefact store.
+
+Stages (each skipped when its artefact exists with the same config; recomputed when stale):
+
+1. ``superpoints``                       - official segs.json or the mesh segmentation (:mod:`.geometry.superpoints`);
+2. ``feat2d.<teacher>.*`` per frame        - each 2D teacher over the frames (:func:`.teachers.cache.extract_scene`);
+3. ``fused.<teacher>``                     - multi-view fusion of each teacher + per-point class votes;
+4. ``capability.<synthesizer>`` (shared)   - annotation-free capability table of the teachers;
+5. ``fused.sas`` / ``fused.add`` / ``fused.linear`` - capability-guided fusion and the two baselines;
+6. ``pred3d.<student>``                    - the distilled 3D student's per-point features (when a checkpoint exists).
+
+The ``sas`` subcommands run single stages; :func:`run_scene` and :func:`build_demo` chain them.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import config_dict
+from .labels import PROMPT_SCENE, get_label_set
+from .store import ArtefactStore
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+COMBINED_MODES = ("sas", "add", "linear")
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of a full pipeline run (defaults: the embedded demo with the shipped compact teachers)."""
+
+    teachers: tuple[str, ...] = ("lseg_compact", "seem_compact")
+    """Registry names of the 2D teachers (first = the dense, LSeg-like one by convention)."""
+    synthesizer: str = "synthetic"
+    """Capability synthesizer: ``synthetic`` (renders with exact masks) or ``sd`` (Stable Diffusion + SAM)."""
+    capability_images: int = 8
+    """Synthesized images per class (release: 50)."""
+    capability_mode: str = "pooled"
+    """IoU variant of the capability: ``pooled`` (release) or ``per_image`` (paper Eq. 3)."""
+    capability_seed: int = 0
+    """Seed of the synthesized images."""
+    tau: float = 0.05
+    """Temperature of capability-guided fusion (release 0.05)."""
+    weighting: str = "mean"
+    """Teacher weight at a point: ``mean`` of capabilities at the voted classes (paper) or ``normalized`` (release)."""
+    text_encoder: Optional[str] = None
+    """Text encoder spec shared by the teachers (None = the packaged MiniLM)."""
+    student_checkpoint: str = str(ROOT / "checkpoints" / "student_synthetic.pt")
+    """Distilled 3D student used for ``pred3d.<student_name>`` (skipped when the file does not exist)."""
+    student_name: str = "student"
+    """Suffix of the student's artefact."""
+    device: str = "cpu"
+    """Torch device of every stage."""
+    teacher_kwargs: dict = field(default_factory=dict)
+    """Per-teacher builder keyword arguments (checkpoint paths of real teachers...)."""
+
+
+def _report(progress: Optional[Progress], frac: float, msg: str) -> None:
+    log.info(msg)
+    if progress is not None:
+        progress(float(frac), msg)
+
+
+def vocabulary_text(label_set: str, cfg: PipelineConfig) -> torch.Tensor:
+    """L2-normalised text embeddings [K, C] of a label set's prompts ("a {} in a scene")."""
+    from .teachers import get_text_encoder
+
+    return get_text_encoder(cfg.text_encoder, device=cfg.device).encode(get_label_set(label_set).prompts(PROMPT_SCENE))
+
+
+# -- stage 1 ---------------------------------------------------------------------------------------------------
+def ensure_superpoints(store: ArtefactStore, scene) -> np.ndarray:
+    """Superpoint ids int64 [N], cached as ``superpoints``."""
+    from .geometry.superpoints import SuperpointConfig, superpoints_for_scene
+
+    sp_cfg = SuperpointConfig.from_preset(scene.dataset)
+    got = store.get_or_compute(
+        scene.scene_id, "superpoints",
+        lambda: {"superpoints": torch.as_tensor(superpoints_for_scene(scene, sp_cfg), dtype=torch.int64)},
+        kind="superpoints", config=sp_cfg, inputs={"scene": scene.scene_id, "points": scene.num_points,
+                                                   "official": scene.superpoints is not None})
+    return got["superpoints"].numpy()
+
+
+# -- stages 2 + 3 ------------------------------------------------------------------------------------------------
+def fuse_teacher(store: ArtefactStore, scene, teacher, cfg: PipelineConfig, vocab_text: torch.Tensor,
+                 progress: bool = True) -> dict:
+    """Extract (cached per frame) and fuse one teacher onto the scene's points: ``fused.<teacher>`` with per-point
+    class votes of the individual views."""
+    from .capability.artefacts import KIND, save_single
+    from .geometry import FusionConfig, fuse_features
+    from .teachers.cache import cached_feature_source, extract_scene
+
+    fcfg = FusionConfig.from_preset(scene.dataset)
+    conf = {"fusion": config_dict(fcfg), "dataset": scene.dataset, "teacher": teacher.name,
+            "teacher_config": teacher.config(), "votes": get_label_set(scene.label_set).name}
+    try:
+        got = store.load(scene.scene_id, f"fused.{teacher.name}", kind=KIND, config=conf,
+                         inputs={"scene": scene.scene_id})
+    except Exception as e:  # stale -> recompute
+        log.warning("recomputing fused.%s: %s", teacher.name, e)
+        got = None
+    if got is not None:
+        return got
+    extract_scene(scene, teacher, store, progress=progress)
+    source = cached_feature_source(store, scene, teacher.name, device=cfg.device)
+    text = vocab_text.to(cfg.device)
+
+    def vote(feat: torch.Tensor) -> torch.Tensor:
+        return (torch.nn.functional.normalize(feat.float(), dim=-1) @ text.T).argmax(1)
+
+    res = fuse_features(scene.points, scene.frames, source, fcfg, device=cfg.device, vote_fn=vote,
+                        num_classes=text.shape[0], progress=progress)
+    save_single(store, scene.scene_id, teacher.name, res, {k: v for k, v in conf.items() if k != "teacher"})
+    return store.load(scene.scene_id, f"fused.{teacher.name}", kind=KIND, config=conf,
+                      inputs={"scene": scene.scene_id})
+
+
+# -- stage 4 -----------------------------------------------------------------------------------------------------
+def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineConfig, label_set: str = "scannet20"):
+    """The shared capability table of ``teachers`` (computed once, then read from the store)."""
+    from .capability import build_synthesizer, load_capability_table, save_capability_table, score_capabilities
+    from .capability.table import KIND
+    from .errors import StaleArtefactError
+    from .teachers import get_text_encoder
+
+    labels = get_label_set(label_set)
+    words = list(labels.prompt_names)
+    names = [t.name for t in teachers]
+    conf = {"synth": cfg.synthesizer, "teachers": names, "m": cfg.capability_images, "seed": cfg.capability_seed,
+            "vocab": labels.name, "mode": cfg.capability_mode, "text_encoder": cfg.text_encoder or "minilm",
+            "teacher_configs": [t.config() for t in teachers]}
+    name = f"capability.{cfg.synthesizer}"
+    try:
+        if store.load_json(None, name, kind=KIND, config=conf, inputs={"teachers": names, "classes": list(labels.names)}):
+            return load_capability_table(store, cfg.synthesizer)
+    except StaleArtefactError as e:
+        log.warning("recomputing %s: %s", name, e)
+    synth = build_synthesizer(cfg.synthesizer)
+    # the synthetic world renders classes by name; Stable Diffusion prompts the prompt word ("other")
+    asked = list(labels.names) if cfg.synthesizer == "synthetic" else words
+    keep = [k for k, n in enumerate(labels.names) if cfg.synthesizer == "synthetic" or n != "otherfurniture"]
+    images = synth.synthesize([asked[k] for k in keep], cfg.capability_images, cfg.capability_seed)
+    for im in images:
+        im.class_index = keep[im.class_index]
+    table = score_capabilities(teachers, images, words, get_text_encoder(cfg.text_encoder, device=cfg.device),
+                               mode=cfg.capability_mode)
+    table.classes, table.words = list(labels.names), words
+    save_capability_table(store, table, cfg.synthesizer, config=conf)
+    return table
+
+
+# -- stage 5 -----------------------------------------------------------------------------------------------------
+def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict], names: Sequence[str], table,
+                  cfg: PipelineConfig, vocab_text: torch.Tensor) -> dict:
+    """``fused.<mode>`` for mode ``sas`` (capability-guided), ``add`` (mean) or ``linear`` (fixed global weights)."""
+    from .capability import add_fuse, capability_fuse, linear_fuse
+    from .capability.artefacts import KIND, save_fused
+
+    conf = {"teachers": list(names), "synth": cfg.synthesizer, "tau": cfg.tau, "weighting": cfg.weighting,
+            "capability": np.nan_to_num(table.select(list(names)), nan=-1).round(6).tolist()}
+    try:
+        got = store.load(scene.scene_id, f"fused.{mode}", kind=KIND, config=dict(conf, mode=mode),
+                         inputs={"scene": scene.scene_id})
+    except Exception as e:
+        log.warning("recomputing fused.%s: %s", mode, e)
+        got = None
+    if got is not None:
+        return got
+    feats = [f["features"] for f in fused]
+    masks = [f["mask"] for f in fused]
+    if mode == "add":
+        res = add_fuse(feats, masks, list(names), device=cfg.device)
+    elif mode == "linear":
+        w = dict(zip(table.teachers, table.linear_weights or [1.0 / len(table.teachers)] * len(table.teachers)))
+        res = linear_fuse(feats, masks, [w[t] for t in names], list(names), device=cfg.device)
+    else:
+        res = capability_fuse(feats, masks, table.select(list(names)), vocab_text, tau=cfg.tau,
+                              weighting=cfg.weighting, teachers=list(names), device=cfg.device)
+    save_fused(store, scene.scene_id, mode, res, conf)
+    return store.load(scene.scene_id, f"fused.{mode}", kind=KIND, config=dict(conf, mode=mode),
+                      inputs={"scene": scene.scene_id})
+
+
+# -- stage 6 -----------------------------------------------------------------------------------------------------
+def file_digest(path: str | Path) -> str:
+    """sha256 (16 hex digits) of a file's bytes: stamps artefacts made from a checkpoint."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def ensure_student(store: ArtefactStore, scene, cfg: PipelineConfig, checkpoint: Optional[str | Path] = None,
+                   name: Optional[str] = None) -> Optional[dict]:
+    """``pred3d.<name>`` from a student checkpoint (default: the configured one); ``None`` when it does not exist."""
+    from .config import get_preset
+    from .distill.infer import infer_points, load_student
+
+    ck = Path(checkpoint or cfg.student_checkpoint)
+    name = name or cfg.student_name
+    if not ck.is_file():
+        log.info("no student checkpoint at %s: skipping pred3d.%s", ck, name)
+        return None
+    conf = {"checkpoint": ck.name, "sha": file_digest(ck), "tta": 0}
+
+    def compute():
+        model, meta = load_student(ck, device=cfg.device)
+        voxel = meta.get("voxel_size") or get_preset(scene.dataset).voxel_size
+        return {"features": infer_points(model, scene.points, voxel, device=cfg.device)}
+
+    return store.get_or_compute(scene.scene_id, f"pred3d.{name}", compute, kind="pred3d", config=conf,
+                                inputs={"scene": scene.scene_id, "points": scene.num_points})
+
+
+# -- orchestration -----------------------------------------------------------------------------------------------
+def build_teachers(cfg: PipelineConfig) -> list:
+    from .teachers import build_teacher
+
+    return [build_teacher(n, **cfg.teacher_kwargs.get(n, {})).to(cfg.device) for n in cfg.teachers]
+
+
+def run_scene(store: ArtefactStore, scene, cfg: PipelineConfig, teachers: Sequence, table,
+              progress: bool = True, student: bool = True) -> list[str]:
+    """Stages 1, 2-3, 5 and 6 for one scene (the capability table is computed once per run). Returns the artefact
+    names now present for the scene."""
+    text = vocabulary_text(scene.label_set, cfg)
+    ensure_superpoints(store, scene)
+    fused = [fuse_teacher(store, scene, t, cfg, text, progress=progress) for t in teachers]
+    names = [t.name for t in teachers]
+    made = ["superpoints"] + [f"fused.{n}" for n in names]
+    if len(teachers) > 1:
+        for mode in COMBINED_MODES:
+            fuse_combined(store, scene, mode, fused, names, table, cfg, text)
+            made.append(f"fused.{mode}")
+    if student and ensure_student(store, scene, cfg) is not None:
+        made.append(f"pred3d.{cfg.student_name}")
+    return made
+
+
+def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, *, progress: Optional[Progress] = None,
+              student: bool = True, dataset: Optional[str] = None) -> list[str]:
+    """Run the pipeline over scene folders; returns their scene ids."""
+    from .io import load_scene
+
+    paths = list(scene_paths)
+    _report(progress, 0.0, f"building teachers {', '.join(cfg.teachers)}")
+    teachers = build_teachers(cfg)
+    table = None
+    if len(teachers) > 1:
+        _report(progress, 0.02, f"capability table ({cfg.synthesizer} images, {cfg.capability_images} per class)")
+        table = ensure_capability(store, teachers, cfg)
+    ids = []
+    for i, p in enumerate(paths):
+        scene = load_scene(p, dataset=dataset)
+        _report(progress, 0.1 + 0.9 * i / max(1, len(paths)), f"scene {scene.scene_id} ({i + 1}/{len(paths)})")
+        run_scene(store, scene, cfg, teachers, table, student=student)
+        ids.append(scene.scene_id)
+    _report(progress, 1.0, f"{len(ids)} scenes ready")
+    return ids
+
+
+DEMO_SPLIT = "val"
+"""The synthetic split the demo shows (never trained on)."""
+
+
+def build_demo(store: ArtefactStore | str | Path, data_root: Optional[str | Path] = None,
+               progress: Optional[Progress] = None, cfg: Optional[PipelineConfig] = None,
+               max_scenes: Optional[int] = None) -> list[str]:
+    """Generate the synthetic validation scenes (cached) and run the whole pipeline on them with the shipped compact
+    teachers and student. Returns the scene ids; a second call only reads the caches."""
+    from .synth import ensure_split
+
+    store = store if isinstance(store, ArtefactStore) else ArtefactStore(store)
+    _report(progress, 0.0, "synthetic validation scenes")
+    paths = ensure_split(DEMO_SPLIT, root=data_root)
+    if max_scenes:
+        paths = paths[:max_scenes]
+    return run_split(store, paths, cfg or PipelineConfig(), progress=progress)

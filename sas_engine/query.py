@@ -1,0 +1,417 @@
+"""Open-vocabulary queries on a fused or distilled 3D feature field (SAM-predictor shape).
+
+Set a scene once, then ask many text queries::
+
+    engine = QueryEngine(get_text_encoder())          # any object with .encode(list[str]) -> float32 [B, C]
+    engine.set_scene("scene0000_00", features, mask)  # features float16 [N, C], mask bool [N]
+    heat = engine.similarity("somewhere to sit")       # float32 [N] cosine, NaN where mask is False
+    labels, scores = engine.segment(["chair", "sofa", "lamp"])  # int64 [N] (-1 = no feature), float32 [N]
+
+:meth:`QueryEngine.set_scene` L2-normalises the feature rows once and keeps them in float16; a query is then one
+float16 matrix-vector product over the whole scene (PyTorch's CPU float16 GEMV accumulates in float32; its float16
+output limits the cosine to about 5e-4 absolute precision). Several names at once go through float32 chunks, because
+CPU float16 matrix-matrix products are an order of magnitude slower than the GEMV on x86 without native float16 units.
+
+Text embeddings are cached per prompt string in a :class:`TextEmbeddingCache` that several engines may share. All
+methods are thread-safe: scene state is swapped under a lock and every query works on one consistent snapshot, and
+encoder calls are serialised (Hugging Face tokenizers are not safe to call from two threads at once).
+"""
+from __future__ import annotations
+
+import threading
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import SASInputError
+from .labels import PROMPT_SCENE
+
+MAX_QUERY_CHARS = 200
+"""Longest accepted query (characters, after whitespace clean-up)."""
+
+MAX_QUERY_NAMES = 64
+"""Most comma-separated names accepted in one labelled-segmentation query."""
+
+
+def clean_query(text: object, *, what: str = "query") -> str:
+    """Normalise one free-text query: NFC, control characters dropped, whitespace collapsed.
+
+    Raises:
+        SASInputError: the text is not a string, empty after clean-up, or longer than :data:`MAX_QUERY_CHARS`.
+    """
+    if not isinstance(text, str):
+        raise SASInputError(None, f"{what} must be text, got {type(text).__name__}")
+    t = unicodedata.normalize("NFC", text)
+    t = "".join(" " if unicodedata.category(c).startswith(("C", "Z")) else c for c in t)
+    t = " ".join(t.split())
+    if not t:
+        raise SASInputError(None, f"{what} is empty: type a few words, e.g. 'somewhere to sit'")
+    if len(t) > MAX_QUERY_CHARS:
+        raise SASInputError(None, f"{what} is {len(t)} characters long; the limit is {MAX_QUERY_CHARS}")
+    return t
+
+
+def split_queries(text: object) -> list[str]:
+    """Split ``"chair, sofa, lamp"`` into cleaned, de-duplicated names (order kept); empty items are dropped.
+
+    Raises:
+        SASInputError: no name left, one name too long, or more than :data:`MAX_QUERY_NAMES` names.
+    """
+    if not isinstance(text, str):
+        raise SASInputError(None, f"query must be text, got {type(text).__name__}")
+    names: list[str] = []
+    for part in text.replace("\n", ",").split(","):
+        if not part.strip():
+            continue
+        n = clean_query(part, what=f"name {part.strip()[:20]!r}")
+        if n not in names:
+            names.append(n)
+    if not names:
+        raise SASInputError(None, "query is empty: type a few words, or several names separated by commas")
+    if len(names) > MAX_QUERY_NAMES:
+        raise SASInputError(None, f"{len(names)} names given; at most {MAX_QUERY_NAMES} at once")
+    return names
+
+
+def apply_template(template: Optional[str], names: Sequence[str]) -> list[str]:
+    """``template.format(name)`` per name (``None`` = names unchanged); the template must hold exactly one ``{}``."""
+    if template is None:
+        return list(names)
+    if not isinstance(template, str) or template.count("{}") != 1 or template.count("{") != 1:
+        raise SASInputError(None, f"prompt template {template!r} must contain exactly one '{{}}' placeholder")
+    return [template.format(n) for n in names]
+
+
+class TextEmbeddingCache:
+    """Thread-safe LRU cache of text embeddings in front of a text encoder.
+
+    Args:
+        encoder: object with ``encode(list[str]) -> float32 [B, C]`` (L2-normalised rows); ``dim`` is read from it
+            when present, else from the first result.
+        max_entries: how many prompt strings to keep.
+    """
+
+    def __init__(self, encoder, max_entries: int = 4096):
+        if not hasattr(encoder, "encode"):
+            raise TypeError("text encoder must have an encode(list[str]) method")
+        self.encoder = encoder
+        self.max_entries = int(max_entries)
+        self._emb: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.dim: Optional[int] = getattr(encoder, "dim", None)
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.encoder, "name", type(self.encoder).__name__))
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """float32 [B, C] L2-normalised embeddings of ``texts`` (cached ones reused, the rest encoded in one batch)."""
+        texts = list(texts)
+        if not texts:
+            raise SASInputError(None, "no text to encode")
+        got: dict[str, torch.Tensor] = {}
+        with self._lock:
+            for t in dict.fromkeys(texts):
+                e = self._emb.get(t)
+                if e is not None:
+                    got[t] = e
+                    self._emb.move_to_end(t)
+            self.hits += sum(t in got for t in texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in got]
+        if missing:
+            with self._encode_lock:  # one encoder call at a time; re-check what another thread encoded meanwhile
+                with self._lock:
+                    for t in missing:
+                        if t in self._emb:
+                            got[t] = self._emb[t]
+                missing = [t for t in missing if t not in got]
+                if missing:
+                    got.update(self._encode(missing))
+        return torch.stack([got[t] for t in texts])
+
+    def _encode(self, missing: list[str]) -> dict[str, torch.Tensor]:
+        out = torch.as_tensor(self.encoder.encode(missing)).detach().to("cpu", torch.float32)
+        if out.ndim != 2 or out.shape[0] != len(missing):
+            raise SASInputError(None, f"text encoder {self.name} returned shape {list(out.shape)} for "
+                                      f"{len(missing)} texts")
+        if not torch.isfinite(out).all():
+            raise SASInputError(None, f"text encoder {self.name} returned non-finite values")
+        out = torch.nn.functional.normalize(out, dim=1)
+        new = {t: e.clone() for t, e in zip(missing, out)}
+        with self._lock:
+            self.dim = int(out.shape[1])
+            self.misses += len(missing)
+            self._emb.update(new)
+            while len(self._emb) > self.max_entries:
+                self._emb.popitem(last=False)
+        return new
+
+
+@dataclass(frozen=True)
+class _SceneState:
+    scene_id: str
+    unit: torch.Tensor  # float16 [N, C], rows L2-normalised, zero rows where mask is False
+    mask: np.ndarray  # bool [N]
+
+
+class QueryEngine:
+    """Text queries over one scene's per-point features.
+
+    Args:
+        text_encoder: object with ``encode(list[str]) -> float32 [B, C]`` L2-normalised (e.g.
+            ``sas_engine.teachers.get_text_encoder()``), or a :class:`TextEmbeddingCache` to share between engines.
+        chunk_rows: rows per float32 chunk in :meth:`segment` (bounds the temporary memory to chunk_rows x C floats).
+    """
+
+    def __init__(self, text_encoder, *, chunk_rows: int = 2048):
+        self.cache = text_encoder if isinstance(text_encoder, TextEmbeddingCache) else TextEmbeddingCache(text_encoder)
+        self.chunk_rows = int(chunk_rows)
+        self._state: Optional[_SceneState] = None
+        self._lock = threading.Lock()
+
+    # -- scene -------------------------------------------------------------------------------------------------
+    def set_scene(self, scene_id: str, features, mask=None) -> None:
+        """Install a scene's features (expensive part, done once).
+
+        Args:
+            scene_id: name reported back in errors.
+            features: float16/float32 [N, C] tensor or array (fused 2D or distilled 3D features).
+            mask: optional bool [N]: points that have a feature; rows with zero norm count as masked too.
+        """
+        f = torch.as_tensor(features).detach().to("cpu")
+        if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
+            raise SASInputError(None, f"scene {scene_id}: features must be a non-empty [N, C] array, got {list(f.shape)}")
+        if not f.is_floating_point():
+            raise SASInputError(None, f"scene {scene_id}: features must be floating point, got {f.dtype}")
+        n, c = f.shape
+        if mask is None:
+            m = np.ones(n, dtype=bool)
+        else:
+            m = np.asarray(torch.as_tensor(mask).cpu().numpy()).astype(bool).reshape(-1)
+            if m.shape[0] != n:
+                raise SASInputError(None, f"scene {scene_id}: mask has {m.shape[0]} entries for {n} feature rows")
+        dim = self.cache.dim
+        if dim is not None and dim != c:
+            raise SASInputError(None, f"scene {scene_id}: features are {c}-d but the text encoder {self.cache.name} "
+                                      f"gives {dim}-d embeddings; pick the matching text encoder")
+        unit = torch.empty((n, c), dtype=torch.float16)
+        valid = np.empty(n, dtype=bool)
+        for s in range(0, n, 16384):
+            blk = f[s:s + 16384].to(torch.float32)
+            nrm = blk.norm(dim=1)
+            ok = torch.isfinite(nrm) & (nrm > 1e-12)
+            blk = torch.where(ok[:, None], blk / nrm.clamp_min(1e-12)[:, None], torch.zeros((), dtype=blk.dtype))
+            unit[s:s + 16384] = blk.to(torch.float16)
+            valid[s:s + 16384] = ok.numpy()
+        m &= valid
+        with self._lock:
+            self._state = _SceneState(str(scene_id), unit, m)
+
+    def _snapshot(self) -> _SceneState:
+        with self._lock:
+            st = self._state
+        if st is None:
+            raise SASInputError(None, "no scene set: call QueryEngine.set_scene(scene_id, features, mask) first")
+        return st
+
+    @property
+    def scene_id(self) -> Optional[str]:
+        st = self._state
+        return None if st is None else st.scene_id
+
+    @property
+    def mask(self) -> np.ndarray:
+        """bool [N] points with a feature in the current scene."""
+        return self._snapshot().mask
+
+    @property
+    def num_points(self) -> int:
+        return int(self._snapshot().unit.shape[0])
+
+    # -- queries -----------------------------------------------------------------------------------------------
+    def text_embeddings(self, names: Sequence[str], template: Optional[str] = None) -> torch.Tensor:
+        """float32 [K, C] cached embeddings of ``template.format(name)`` for each name."""
+        return self._embed(self._state, names, template)
+
+    def _embed(self, st: Optional[_SceneState], names: Sequence[str], template: Optional[str]) -> torch.Tensor:
+        emb = self.cache.embed(apply_template(template, names))
+        if st is not None and emb.shape[1] != st.unit.shape[1]:
+            raise SASInputError(None, f"scene {st.scene_id}: features are {st.unit.shape[1]}-d but the text encoder "
+                                      f"{self.cache.name} gives {emb.shape[1]}-d embeddings")
+        return emb
+
+    def similarity(self, text: str, template: Optional[str] = None) -> np.ndarray:
+        """Cosine similarity float32 [N] between every point feature and the (cleaned) text; NaN where masked.
+
+        Args:
+            text: free text (see :func:`clean_query` for what is accepted).
+            template: optional prompt template with one ``{}`` (``None`` = the text as typed).
+        """
+        st = self._snapshot()
+        t = self._embed(st, [clean_query(text)], template)[0]
+        sim = torch.mv(st.unit, t.to(torch.float16)).to(torch.float32).numpy()
+        sim[~st.mask] = np.nan
+        return sim
+
+    def similarities(self, names: Sequence[str], template: Optional[str] = PROMPT_SCENE) -> np.ndarray:
+        """Cosine similarity float32 [N, K] with each name (through ``template``); NaN rows where masked."""
+        return self._similarities(self._snapshot(), names, template)
+
+    def _similarities(self, st: _SceneState, names: Sequence[str], template: Optional[str]) -> np.ndarray:
+        names = [clean_query(n, what="name") for n in names]
+        if not names:
+            raise SASInputError(None, "no names given")
+        if len(names) > MAX_QUERY_NAMES:
+            raise SASInputError(None, f"{len(names)} names given; at most {MAX_QUERY_NAMES} at once")
+        emb_t = self._embed(st, names, template).T.contiguous()
+        n = st.unit.shape[0]
+        out = torch.empty((n, len(names)), dtype=torch.float32)
+        buf = torch.empty((min(self.chunk_rows, n), st.unit.shape[1]), dtype=torch.float32)
+        for s in range(0, n, self.chunk_rows):
+            e = min(n, s + self.chunk_rows)
+            b = buf[: e - s]
+            b.copy_(st.unit[s:e])
+            torch.mm(b, emb_t, out=out[s:e])
+        res = out.numpy()
+        res[~st.mask] = np.nan
+        return res
+
+    def segment(self, names: Sequence[str], template: Optional[str] = PROMPT_SCENE) -> tuple[np.ndarray, np.ndarray]:
+        """Label every point with the most similar name.
+
+        Returns:
+            labels: int64 [N] index into ``names``; -1 where the point has no feature.
+            scores: float32 [N] cosine of the winning name; NaN where the point has no feature.
+        """
+        st = self._snapshot()
+        sims = self._similarities(st, names, template)
+        labels = np.full(sims.shape[0], -1, dtype=np.int64)
+        scores = np.full(sims.shape[0], np.nan, dtype=np.float32)
+        if st.mask.any():
+            s = sims[st.mask]
+            labels[st.mask] = s.argmax(1)
+            scores[st.mask] = s.max(1)
+        return labels, scores
+
+
+def normalize_heat(sim: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Min-max normalise a similarity vector over its finite entries.
+
+    Returns:
+        (heat float32 [N] in [0, 1] with NaN kept, vmin, vmax); a constant vector maps to 0.
+    """
+    sim = np.asarray(sim, dtype=np.float32)
+    fin = np.isfinite(sim)
+    if not fin.any():
+        return np.full_like(sim, np.nan), float("nan"), float("nan")
+    lo, hi = float(sim[fin].min()), float(sim[fin].max())
+    heat = (sim - lo) / (hi - lo) if hi > lo else np.where(fin, 0.0, np.nan).astype(np.float32)
+    return heat.astype(np.float32, copy=False), lo, hi
+
+
+@dataclass
+class ObjectHit:
+    """One connected region above the query threshold.
+
+    Attributes:
+        indices: int64 point indices of the region.
+        score: mean cosine similarity over the region.
+        peak: highest cosine in the region.
+        center: float32 [3] centroid.
+    """
+
+    indices: np.ndarray
+    score: float
+    peak: float
+    center: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.indices.shape[0])
+
+
+def voxel_components(points: np.ndarray, voxel: float) -> np.ndarray:
+    """Connected components of points through 26-connected occupied voxels of edge ``voxel``: int64 [N] component."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    g = np.floor((pts - pts.min(0)) / float(voxel)).astype(np.int64) + 1
+    dims = g.max(0) + 2
+    key = (g[:, 0] * dims[1] + g[:, 1]) * dims[2] + g[:, 2]
+    ukey, inv = np.unique(key, return_inverse=True)
+    rows, cols = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            for dz in (-1, 0, 1):
+                if (dx, dy, dz) <= (0, 0, 0):
+                    continue  # 13 forward offsets cover every neighbour pair once
+                nk = ukey + (dx * dims[1] + dy) * dims[2] + dz
+                pos = np.searchsorted(ukey, nk)
+                pos = np.minimum(pos, len(ukey) - 1)
+                hit = ukey[pos] == nk
+                rows.append(np.nonzero(hit)[0])
+                cols.append(pos[hit])
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    m = len(ukey)
+    adj = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(m, m))
+    _, comp = connected_components(adj, directed=False)
+    return comp[inv].astype(np.int64)
+
+
+def top_objects(sim: np.ndarray, points: np.ndarray, threshold: float, k: int = 5, *,
+                groups: Optional[np.ndarray] = None, voxel: float = 0.05, min_points: int = 10) -> list[ObjectHit]:
+    """The ``k`` best connected regions whose (superpoint-averaged) normalised similarity is >= ``threshold``.
+
+    Args:
+        sim: float32 [N] cosine similarity (NaN = no feature).
+        points: float32 [N, 3] positions.
+        threshold: in [0, 1] on the min-max normalised similarity (see :func:`normalize_heat`).
+        k: how many regions to return, best mean cosine first.
+        groups: optional int64 [N] superpoint / instance id: the similarity is averaged per group first, so regions
+            snap to whole superpoints.
+        voxel: connectivity distance in metres (regions touching through occupied voxels of this edge are one).
+        min_points: regions smaller than this are dropped.
+    """
+    sim = np.asarray(sim, dtype=np.float32)
+    n = sim.shape[0]
+    if points.shape[0] != n:
+        raise SASInputError(None, f"similarity has {n} entries for {points.shape[0]} points")
+    fin = np.isfinite(sim)
+    score = np.where(fin, sim, np.nan).astype(np.float64)
+    if groups is not None:
+        groups = np.asarray(groups).astype(np.int64).reshape(-1)
+        if groups.shape[0] != n:
+            raise SASInputError(None, f"groups has {groups.shape[0]} entries for {n} points")
+        _, ginv = np.unique(groups, return_inverse=True)
+        cnt = np.bincount(ginv, weights=fin.astype(np.float64))
+        tot = np.bincount(ginv, weights=np.where(fin, sim, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gmean = tot / cnt
+        score = np.where(fin, gmean[ginv], np.nan)
+    heat, _, _ = normalize_heat(score.astype(np.float32))
+    sel = np.nonzero(np.isfinite(heat) & (heat >= float(threshold)))[0]
+    if sel.size == 0:
+        return []
+    comp = voxel_components(points[sel], voxel)
+    order = np.argsort(comp, kind="stable")
+    bounds = np.flatnonzero(np.diff(comp[order])) + 1
+    hits = []
+    for part in np.split(order, bounds):
+        if part.size < min_points:
+            continue
+        idx = sel[part]
+        s = sim[idx]
+        hits.append(ObjectHit(idx, float(np.nanmean(s)), float(np.nanmax(s)), points[idx].mean(0).astype(np.float32)))
+    hits.sort(key=lambda h: (-h.score, -h.size))
+    return hits[: max(0, int(k))]

@@ -1,0 +1,55 @@
+"""2D teachers, text encoders and Model Alignment via Text.
+
+Public surface:
+    * :class:`TextEncoder`, :func:`get_text_encoder` - one interface over MiniLM (default, 384-d) and open_clip text towers;
+    * :class:`DenseTeacher`, :class:`MaskTeacher`, :class:`MaskPrediction` - teacher interfaces;
+    * :func:`align_masks` - Model Alignment via Text (mask teacher -> per-pixel features), pluggable :class:`Captioner`;
+    * :data:`TEACHERS` / :func:`build_teacher` - plain registry of teacher builders (heavy packages are imported only
+      inside the builder that needs them);
+    * :func:`sas_engine.teachers.cache.extract_scene` / :func:`~sas_engine.teachers.cache.cached_feature_source` -
+      per-frame teacher output cache in the artefact store (``sas extract``).
+
+Registry names: ``clip_dense`` (MaskCLIP over an open_clip ViT), ``sam_clip`` (SAM masks + CLIP classification),
+``lseg`` (the released LSeg checkpoint), ``precomputed`` (outputs of SEEM/OpenSeg/TAP... read from disk). The compact
+teachers trained on the synthetic world (``lseg_compact``, ``seem_compact``) register themselves here too.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import SASInputError
+from .base import DenseTeacher, MaskPrediction, MaskTeacher, Teacher
+from .clip_dense import build_clip_dense
+from .lseg import build_lseg
+from .mat import Captioner, HFCaptioner, MaskCueCaptioner, align_masks, extract_adjectives, get_captioner, mat_sentence
+from .precomputed import build_precomputed
+from .sam_clip import build_sam_clip
+from .text import MiniLMTextEncoder, OpenCLIPTextEncoder, TextEncoder, get_text_encoder
+
+TEACHERS: dict[str, Callable[..., Teacher]] = {
+    "clip_dense": build_clip_dense,
+    "sam_clip": build_sam_clip,
+    "lseg": build_lseg,
+    "precomputed": build_precomputed,
+}
+"""Plain registry: teacher name -> builder ``(**kwargs) -> Teacher``."""
+
+
+def build_teacher(name: str, **kw) -> Teacher:
+    """Build a registered teacher; unknown names raise :class:`SASInputError` listing the known ones.
+
+    Keyword arguments go to the builder (checkpoint paths, ``device``, ``vocabulary``...). The built teacher's
+    ``name`` is the registry name it was built under.
+    """
+    try:
+        builder = TEACHERS[name]
+    except KeyError:
+        raise SASInputError(None, f"unknown teacher {name!r}; known: {', '.join(sorted(TEACHERS))}") from None
+    teacher = builder(**kw)
+    teacher.name = name
+    return teacher
+
+
+__all__ = ["TEACHERS", "build_teacher", "Teacher", "DenseTeacher", "MaskTeacher", "MaskPrediction", "TextEncoder",
+           "MiniLMTextEncoder", "OpenCLIPTextEncoder", "get_text_encoder", "align_masks", "Captioner",
+           "MaskCueCaptioner", "HFCaptioner", "get_captioner", "extract_adjectives", "mat_sentence"]

@@ -1,0 +1,149 @@
+"""The demo's compact teachers as :class:`DenseTeacher` / :class:`MaskTeacher` adapters, and their checkpoint format.
+
+Checkpoint (``checkpoints/lseg_compact.pt`` / ``seem_compact.pt``), loadable with ``weights_only=True``::
+
+    {"format_version": 1, "kind": "compact_dense" | "compact_mask", "state_dict": {...},
+     "config": {"net": {...}, "train": {...}, "text_encoder": "minilm", "vocabulary": [...], "template": "...",
+                "proposals": {...}},            # proposals: mask teacher only
+     "metrics": {"val_iou": {class: iou}, "val_miou": float}}
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import SASInputError
+from .base import DenseTeacher, MaskPrediction, MaskTeacher, check_image
+from .compact_nets import CompactDenseNet, CompactMaskNet, DenseNetConfig, MaskNetConfig, to_input
+from .proposals import ProposalConfig, propose_regions
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+"""The repository's ``checkpoints/`` folder, where the shipped compact teachers live."""
+
+
+def save_compact(path: str | Path, kind: str, net: torch.nn.Module, config: dict, metrics: dict) -> Path:
+    """Atomically write a compact-teacher checkpoint."""
+    from ..store import atomic_write
+
+    obj = {"format_version": FORMAT_VERSION, "kind": kind, "state_dict": net.state_dict(), "config": config,
+           "metrics": metrics}
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def read_compact(path: str | Path, kind: str) -> dict:
+    """Read and check a compact-teacher checkpoint (clear errors for missing, foreign or wrong-kind files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SASInputError(path, "compact teacher checkpoint not found (run scripts/train_compact_teachers.py)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SASInputError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ck, dict) or ck.get("kind") != kind or ck.get("format_version") != FORMAT_VERSION:
+        raise SASInputError(path, f"not a {kind} checkpoint of format {FORMAT_VERSION}")
+    return ck
+
+
+def _build(net_cls, cfg_cls, ck: dict, path) -> torch.nn.Module:
+    net = net_cls(cfg_cls(**ck["config"]["net"]))
+    missing, unexpected = net.load_state_dict(ck["state_dict"], strict=False)
+    if missing or unexpected:
+        raise SASInputError(path, f"state dict does not match the architecture: missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}")
+    return net.eval()
+
+
+class CompactDenseTeacher(DenseTeacher):
+    """LSeg-style compact dense teacher: per-pixel features at 1/4 resolution in the MiniLM text space."""
+
+    name = "lseg_compact"
+    display_name = "dense teacher (compact, LSeg-style)"
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu"):
+        from .text import get_text_encoder
+
+        self.checkpoint = Path(checkpoint) if checkpoint else CHECKPOINT_DIR / "lseg_compact.pt"
+        ck = read_compact(self.checkpoint, "compact_dense")
+        self.meta = ck["config"]
+        self.metrics = ck.get("metrics", {})
+        self.net = _build(CompactDenseNet, DenseNetConfig, ck, self.checkpoint)
+        self.text_encoder = get_text_encoder(self.meta.get("text_encoder", "minilm"))
+        self.to(device)
+
+    def to(self, device: str) -> "CompactDenseTeacher":
+        self.device = str(device)
+        self.net.to(self.device)
+        return self
+
+    def config(self) -> dict:
+        return {"name": self.name, "checkpoint": self.checkpoint.name, "net": self.meta["net"],
+                "train": self.meta.get("train", {})}
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return (height + 3) // 4, (width + 3) // 4
+
+    @torch.no_grad()
+    def predict_batch(self, images: Sequence[np.ndarray], *, frame_ids=None) -> list[torch.Tensor]:
+        out = []
+        for im in images:
+            x = to_input(torch.as_tensor(check_image(im))[None]).to(self.device)
+            out.append(self.net(x)[0].permute(1, 2, 0).float().cpu())
+        return out
+
+
+class CompactMaskTeacher(MaskTeacher):
+    """SEEM-style compact mask teacher: class-agnostic region proposals + a region classifier over the vocabulary."""
+
+    name = "seem_compact"
+    display_name = "mask teacher (compact, SEEM-style)"
+
+    def __init__(self, checkpoint: str | Path | None = None, vocabulary: Optional[Sequence[str]] = None,
+                 device: str = "cpu"):
+        from .text import get_text_encoder
+
+        self.checkpoint = Path(checkpoint) if checkpoint else CHECKPOINT_DIR / "seem_compact.pt"
+        ck = read_compact(self.checkpoint, "compact_mask")
+        self.meta = ck["config"]
+        self.metrics = ck.get("metrics", {})
+        self.net = _build(CompactMaskNet, MaskNetConfig, ck, self.checkpoint)
+        self.proposals = ProposalConfig(**self.meta.get("proposals", {}))
+        self.text_encoder = get_text_encoder(self.meta.get("text_encoder", "minilm"))
+        self.template = self.meta.get("template", "a {} in a scene")
+        self.vocabulary = tuple(vocabulary or self.meta["vocabulary"])
+        self._vocab_emb = self.text_encoder.encode([self.template.format(v) for v in self.vocabulary])
+        self.temperature = float(self.meta.get("train", {}).get("temperature", 0.07))
+        self.to(device)
+
+    def to(self, device: str) -> "CompactMaskTeacher":
+        self.device = str(device)
+        self.net.to(self.device)
+        return self
+
+    def config(self) -> dict:
+        return {"name": self.name, "checkpoint": self.checkpoint.name, "net": self.meta["net"],
+                "vocabulary": list(self.vocabulary), "proposals": dataclasses.asdict(self.proposals)}
+
+    @torch.no_grad()
+    def regions_and_labels(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(region map int64 [H, W] at full resolution, vocabulary index per region [R], score per region [R])."""
+        image = check_image(image)
+        small = propose_regions(image[::2, ::2], self.proposals)
+        x = to_input(torch.as_tensor(image)[None]).to(self.device)
+        emb = self.net(x, [torch.as_tensor(small, device=self.device)])[0].float().cpu()
+        prob = torch.softmax(emb @ self._vocab_emb.T / self.temperature, 1)
+        score, lab = prob.max(1)
+        full = np.repeat(np.repeat(small, 2, 0), 2, 1)[: image.shape[0], : image.shape[1]]
+        return full, lab.numpy(), score.numpy()
+
+    def predict_batch(self, images: Sequence[np.ndarray], *, frame_ids=None) -> list[list[MaskPrediction]]:
+        out = []
+        for im in images:
+            full, lab, score = self.regions_and_labels(im)
+            out.append([MaskPrediction(full == r, self.vocabulary[int(lab[r])], float(score[r]))
+                        for r in range(len(lab))])
+        return out

