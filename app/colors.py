@@ -26,6 +26,7 @@ TEACHER_COLORS = np.array([(255, 127, 14), (31, 119, 180), (44, 160, 44), (214, 
 _FIXED = {n: i for i, n in enumerate(SCANNET20)}
 _FIXED.update({"other": 19, "other furniture": 19, "ceiling": 20})
 _HEAT_LUT: Optional[np.ndarray] = None
+_HEAT_LUT32: Optional[np.ndarray] = None
 
 
 def _extra_color(i: int) -> tuple[int, int, int]:
@@ -37,7 +38,8 @@ def _extra_color(i: int) -> tuple[int, int, int]:
 
 
 def class_palette(names: Sequence[str]) -> np.ndarray:
-    """uint8 [K, 3]: ScanNet benchmark colour for ScanNet-20 names (and ceiling), distinct generated colours for others."""
+    """uint8 [K, 3]: the ScanNet benchmark colour for ScanNet-20 names (and ceiling), distinct generated colours for
+    other names."""
     out = np.zeros((len(names), 3), np.uint8)
     used = set()
     extra = 0
@@ -71,24 +73,48 @@ def heat_lut() -> np.ndarray:
     return _HEAT_LUT
 
 
-def heat_colors(heat: np.ndarray, threshold: float, base_rgb: np.ndarray) -> np.ndarray:
+def pack_rgb(colors) -> np.ndarray:
+    """uint8 [..., 3] colours -> uint32 [...] (one word per colour, for fast 1-D gathers and selects)."""
+    c = np.asarray(colors, np.uint8)
+    flat = c.reshape(-1, 3)
+    p = np.zeros((len(flat), 4), np.uint8)
+    p[:, :3] = flat
+    return p.view(np.uint32).reshape(c.shape[:-1])
+
+
+def unpack_rgb(words: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: uint32 [N] -> contiguous uint8 [N, 3]."""
+    return np.ascontiguousarray(np.asarray(words, np.uint32).view(np.uint8).reshape(-1, 4)[:, :3])
+
+
+def dimmed_rgb(base_rgb: np.ndarray) -> np.ndarray:
+    """Packed grey version of a scene's colours (luminance / 2 + 40) shown below the heat-map threshold."""
+    grey = (np.asarray(base_rgb, np.uint16).sum(1) // 6 + 40).astype(np.uint8)
+    return pack_rgb(np.repeat(grey[:, None], 3, 1))
+
+
+def heat_colors(heat: np.ndarray, threshold: float, base_rgb: Optional[np.ndarray] = None, *,
+                dimmed: Optional[np.ndarray] = None) -> np.ndarray:
     """Heat-map colours: points with normalised similarity >= ``threshold`` get the colour map, the rest a dimmed grey
     version of their RGB colour (context stays visible), points without a feature :data:`NO_FEATURE`.
 
     Args:
         heat: float32 [N] normalised similarity in [0, 1], NaN = no feature.
         threshold: in [0, 1].
-        base_rgb: uint8 [N, 3] the scene's own colours.
+        base_rgb: uint8 [N, 3] the scene's own colours (or pass ``dimmed``).
+        dimmed: :func:`dimmed_rgb` of the scene's colours, precomputed once per scene (the fast path).
     """
+    global _HEAT_LUT32
     heat = np.asarray(heat, np.float32)
+    if dimmed is None:
+        dimmed = dimmed_rgb(base_rgb)
+    if _HEAT_LUT32 is None:
+        _HEAT_LUT32 = pack_rgb(heat_lut())
     fin = np.isfinite(heat)
-    idx = np.clip(np.nan_to_num(heat, nan=0.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    out = heat_lut()[idx]
-    grey = (base_rgb.astype(np.uint16).sum(1) // 6 + 40).astype(np.uint8)  # luminance/2 + 40
-    low = fin & (heat < float(threshold))
-    out[low] = grey[low, None]
-    out[~fin] = NO_FEATURE
-    return out
+    idx = (np.nan_to_num(heat, nan=0.0) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    words = np.where(fin & (heat < float(threshold)), dimmed, _HEAT_LUT32[idx])
+    words[~fin] = pack_rgb(NO_FEATURE)
+    return unpack_rgb(words)
 
 
 def id_colors(ids: np.ndarray) -> np.ndarray:
@@ -131,7 +157,8 @@ def colorbar_html(vmin: float, vmax: float, threshold: float, label: str = "cosi
         "<div class='sas-colorbar' style='margin:4px 0'>"
         f"<div style='font-size:0.85em'>{html.escape(label)}: below the threshold ({tval:.3f}) points keep a grey "
         "version of their colour</div>"
-        f"<div style='position:relative;height:14px;border:1px solid #555;background:linear-gradient(to right, {stops})'>"
+        "<div style='position:relative;height:14px;border:1px solid #555;"
+        f"background:linear-gradient(to right, {stops})'>"
         f"<div style='position:absolute;left:{thr:.1f}%;top:-3px;bottom:-3px;width:2px;background:#fff;"
         "box-shadow:0 0 2px #000'></div></div>"
         "<div style='display:flex;justify-content:space-between;font-size:0.8em'>"

@@ -32,14 +32,45 @@ FUSION_NAMES = {
 
 
 def teacher_display_name(name: str) -> str:
-    """The teacher's ``display_name`` from the teachers' registry when importable, else the registry name itself."""
+    """The teacher's ``display_name`` from the teachers' registry when importable, else the registry name itself.
+
+    Looked up without building the teacher: on the registry entry, else on the class its builder is annotated to
+    return, else on a teacher class of the builder's module registered under that name.
+    """
+    got = _DISPLAY.get(name)
+    if got is None:
+        got = _DISPLAY[name] = _lookup_display_name(name) or name
+    return got
+
+
+_DISPLAY: dict[str, str] = {}
+
+
+def _lookup_display_name(name: str) -> Optional[str]:
+    import inspect
+    import sys
+    import typing
+
     try:
-        from sas_engine.teachers import TEACHERS  # type: ignore[attr-defined]
+        from sas_engine.teachers import TEACHERS
     except Exception:  # registry not importable (optional packages missing): show the artefact's own name
-        return name
+        return None
     builder = TEACHERS.get(name) if isinstance(TEACHERS, dict) else None
-    disp = getattr(builder, "display_name", None)
-    return disp if isinstance(disp, str) and disp else name
+    if builder is None:
+        return None
+    cands = [builder]
+    try:
+        cands.append(typing.get_type_hints(builder).get("return"))
+    except Exception:  # unresolvable annotations: fall through to the module scan
+        pass
+    mod = sys.modules.get(getattr(builder, "__module__", ""), None)
+    if mod is not None:
+        cands += [c for _, c in inspect.getmembers(mod, inspect.isclass) if getattr(c, "name", None) == name]
+    for c in cands:
+        disp = getattr(c, "display_name", None)
+        if isinstance(disp, str) and disp and disp != "teacher":
+            return disp
+    return None
 
 
 @dataclass(frozen=True)
@@ -125,6 +156,14 @@ class SceneLayers:
         order = {"pred3d": 0, "fusion": 1, "teacher": 2}
         rank = {f"fused.{f}": i for i, f in enumerate(FUSIONS)}
         return sorted(self.usable(), key=lambda l: (order[l.kind], rank.get(l.artefact, 0), l.artefact))
+
+    def dimmed(self) -> np.ndarray:
+        """Packed grey colours of the scene (see :func:`app.colors.dimmed_rgb`), computed once."""
+        if getattr(self, "_dimmed", None) is None:
+            from .colors import dimmed_rgb
+
+            self._dimmed = dimmed_rgb(self.scene.colors)
+        return self._dimmed
 
     def spacing(self) -> float:
         """Median nearest-neighbour distance of the points (metres; from a sample of at most 4000 points)."""

@@ -91,7 +91,8 @@ class Panel:
             msg = "No scene loaded yet." + (" The demo is being built; the list fills in when it is ready."
                                            if self.state.build.running else "")
         return (msg, token, self.viewer_html(token, host),
-                gr.update(choices=ids, value=session.scene_id), self.state.build.markdown()) + self.scene_outputs(session)
+                gr.update(choices=ids, value=session.scene_id), self.state.build.markdown()) \
+            + self.scene_outputs(session)
 
     def unload(self, request: Optional[gr.Request] = None) -> None:
         raw = getattr(request, "session_hash", None)
@@ -113,6 +114,8 @@ class Panel:
     # -- handlers ----------------------------------------------------------------------------------------------
     @guarded(9)
     def select_scene(self, token: str, scene_id: str):
+        if not scene_id:  # the dropdown was cleared or filled programmatically with nothing: no message
+            return ("",) + (gr.skip(),) * 8
         s = self.state.session(token)
         msg = s.select_scene(scene_id)
         return (msg,) + self.scene_outputs(s)
@@ -168,14 +171,18 @@ class Panel:
             s = self.state.session(token)
         except SASError:
             return gr.skip(), serial, gr.skip(), gr.skip()
-        insp = (s.inspection, s.inspect_serial) if s.inspect_serial != serial else (gr.skip(), serial)
+        with s.lock:  # the inspection text and its serial number are read together
+            insp = (s.inspection, s.inspect_serial) if s.inspect_serial != serial else (gr.skip(), serial)
         b = self.state.build
         scenes = gr.skip()
         ids = self.state.scene_ids()
         if ids and ids != getattr(s, "known_scenes", None):  # e.g. the demo build finished
             s.known_scenes = ids
             scenes = gr.update(choices=ids, value=s.scene_id or ids[0])
-        return insp[0], insp[1], b.markdown(), scenes
+        bm = b.markdown()
+        bm_out = gr.skip() if bm == getattr(s, "build_seen", None) else bm
+        s.build_seen = bm
+        return insp[0], insp[1], bm_out, scenes
 
     @guarded(4)
     def capability(self, token: str, name: Optional[str]):

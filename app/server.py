@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -57,12 +58,14 @@ class AppHandle:
     viewer: Any
 
     def close(self) -> None:
+        """Stop both servers and delete this run's exported files."""
         try:
             self.blocks.close()
         finally:
             if self.viewer is not None:
                 self.viewer.stop()
                 self.state.viewer = None
+            shutil.rmtree(self.state.export_root, ignore_errors=True)
 
 
 def start_app(state: "AppState", host: str = "127.0.0.1", port: int = 7860, viser_port: int = 8080,

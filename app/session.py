@@ -96,7 +96,7 @@ class Session:
         q = self.query
         if q.kind == "labels":
             return labelled(q.labels, q.names, f"query: {q.text}")
-        cols = C.heat_colors(q.heat, self.threshold, lay.scene.colors)
+        cols = C.heat_colors(q.heat, self.threshold, dimmed=lay.dimmed())
         above = int(np.nansum(q.heat >= self.threshold))
         return Colouring(cols, f"query: {q.text}", [("above threshold", C.heat_lut()[255], above)])
 

@@ -327,6 +327,13 @@ def _progress_args(args: tuple, kw: dict) -> tuple[Optional[float], str]:
 
 def find_scene_folder(roots: Sequence[Path], scene_id: str, max_depth: int = 4) -> Optional[Path]:
     """First folder named ``scene_id`` under a ``scans`` folder (or directly) within ``roots`` (bounded depth)."""
+    for root in roots:  # the usual places first: <root>/<split>/scans/<id>, <root>/scans/<id>, <root>/<id>
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for cand in [*sorted(root.glob(f"*/scans/{scene_id}")), root / "scans" / scene_id, root / scene_id]:
+            if cand.is_dir():
+                return cand
     for root in roots:
         root = Path(root)
         if not root.is_dir():

@@ -42,12 +42,31 @@ class ClientView:
     offset_b: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
     center: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
     local: Optional[np.ndarray] = None
+    keep: Optional[np.ndarray] = None
     point_size: float = 0.02
     markdown: Any = None
     marker: Any = None
     labels: list = field(default_factory=list)
     objects_version: int = -1
     compare_shown: Optional[bool] = None
+
+    def shown(self, colors: np.ndarray) -> np.ndarray:
+        """The colours of the displayed points (all, or all but a hidden ceiling)."""
+        return colors if self.keep is None else colors[self.keep]
+
+
+def ceiling_points(points: np.ndarray, band: float = 0.05, min_fraction: float = 0.03) -> np.ndarray:
+    """bool [N]: a horizontal layer of points at the top of a z-up room (a ceiling hides the room from above).
+
+    Points within ``band`` metres of the highest point count when they are at least ``min_fraction`` of the scene and
+    the scene is taller than 1.5 m; otherwise nothing is flagged (ScanNet meshes usually have no ceiling).
+    """
+    z = points[:, 2]
+    top = float(z.max())
+    near = z > top - band
+    if top - float(z.min()) < 1.5 or near.mean() < min_fraction:
+        return np.zeros(len(points), bool)
+    return near
 
 
 def display_geometry(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str, float]:
@@ -152,7 +171,7 @@ class Viewer:
                 log.warning("viewer update failed for client %s: %s", cv.client.client_id, e)
 
     def _show(self, cv: ClientView, session: "Session", geometry: bool) -> None:
-        with cv.lock, session.lock:
+        with session.lock, cv.lock:  # lock order: session, then client view (as in the panel's handlers)
             if session.scene_id is None or session.view_a is None:
                 return
             client = cv.client
@@ -167,12 +186,12 @@ class Viewer:
                         self._camera(cv, session.compare)
                         cv.compare_shown = session.compare
                 else:
-                    cv.a.colors = session.view_a.colors
+                    cv.a.colors = cv.shown(session.view_a.colors)
                     if session.view_b is not None:
                         if cv.b is None:
                             self._sync_b(cv, scene, session)
                         else:
-                            cv.b.colors = session.view_b.colors
+                            cv.b.colors = cv.shown(session.view_b.colors)
                             cv.b.visible = True
                     elif cv.b is not None:
                         cv.b.visible = False
@@ -184,10 +203,16 @@ class Viewer:
             if h is not None:
                 h.remove()
         cv.b = cv.marker = None
+        hidden = ceiling_points(scene.points)
+        cv.keep = np.flatnonzero(~hidden) if hidden.any() else None
         local, center, size, precision, dx = display_geometry(scene.points)
+        if cv.keep is not None:
+            local = np.ascontiguousarray(local[cv.keep])
+            cv.markdown.content = (f"Ceiling hidden ({int(hidden.sum()):,} points). Click a point to see what each "
+                                   "teacher, the fusion and the distilled model say about it.")
         cv.local, cv.center, cv.point_size = local, center, size
         cv.offset_b = np.array([dx, 0, 0], np.float32)
-        cv.a = client.scene.add_point_cloud("/sas/a", local, session.view_a.colors, point_size=size,
+        cv.a = client.scene.add_point_cloud("/sas/a", local, cv.shown(session.view_a.colors), point_size=size,
                                             precision=precision, point_shape="circle", point_shading="flat")
         cv.scene_id = scene.scene_id
         cv.objects_version = -1
@@ -199,13 +224,14 @@ class Viewer:
             return
         if cv.b is None:
             precision = "float32" if float(np.abs(cv.local).max()) > 30 else "float16"
-            cv.b = cv.client.scene.add_point_cloud("/sas/b", cv.local, session.view_b.colors, point_size=cv.point_size,
+            cv.b = cv.client.scene.add_point_cloud("/sas/b", cv.local, cv.shown(session.view_b.colors),
+                                                   point_size=cv.point_size,
                                                    precision=precision, position=tuple(cv.offset_b),
                                                    point_shape="circle", point_shading="flat")
         else:
-            cv.b.colors = session.view_b.colors
+            cv.b.colors = cv.shown(session.view_b.colors)
             cv.b.visible = True
-        cv.a.colors = session.view_a.colors
+        cv.a.colors = cv.shown(session.view_a.colors)
 
     def _camera(self, cv: ClientView, compare: bool) -> None:
         ext = cv.local.max(0) - cv.local.min(0)
@@ -213,7 +239,7 @@ class Viewer:
         span = float(max(ext[0] + (cv.offset_b[0] if compare else 0), ext[1], 1.0))
         try:
             cv.client.camera.up_direction = (0.0, 0.0, 1.0)
-            cv.client.camera.position = tuple(float(x) for x in target + np.array([0.0, -1.1 * span, 0.9 * span]))
+            cv.client.camera.position = tuple(float(x) for x in target + np.array([0.0, -0.8 * span, 1.3 * span]))
             cv.client.camera.look_at = tuple(float(x) for x in target)
         except Exception as e:  # camera state arrives with the client's first message; it is only a convenience
             log.debug("camera not set: %s", e)
@@ -253,14 +279,16 @@ class Viewer:
             cv.markdown.content = "No point under the cursor: click directly on the cloud."
             return
         _, i, off = best
+        idx = int(i if cv.keep is None else cv.keep[i])  # displayed index -> scene point index
         try:
-            md = session.inspect(i)
+            md = session.inspect(idx)
         except SASError as e:
             md = f"Inspection failed: {e}"
-        cv.markdown.content = md
-        pos = tuple(float(x) for x in cv.local[i] + off)
-        if cv.marker is None:
-            cv.marker = cv.client.scene.add_icosphere("/sas/pick", radius=cv.point_size * 2, color=(255, 0, 0),
-                                                      position=pos)
-        else:
-            cv.marker.position = pos
+        with cv.lock:
+            cv.markdown.content = md
+            pos = tuple(float(x) for x in cv.local[i] + off)
+            if cv.marker is None:
+                cv.marker = cv.client.scene.add_icosphere("/sas/pick", radius=cv.point_size * 2, color=(255, 0, 0),
+                                                          position=pos)
+            else:
+                cv.marker.position = pos

@@ -29,7 +29,7 @@ def room_voxels(target: int, voxel: float = 0.02, seed: int = 0) -> np.ndarray:
     """Unique int32 voxel coordinates [M, 3] of a room surface (floor, 4 walls, boxes) with about ``target`` voxels."""
     def build(scale: float) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        length, width, height = 6.0 * scale, 5.0 * scale, 2.6
+        length, width, height = 6.0 * scale, 5.0 * scale, 2.6 * min(1.0, scale)
         ex, ey, ez = np.eye(3)
         pts = []
 
@@ -49,7 +49,7 @@ def room_voxels(target: int, voxel: float = 0.02, seed: int = 0) -> np.ndarray:
         p = np.concatenate(pts) + 0.003
         return np.unique(np.floor(p / voxel).astype(np.int32), axis=0)
 
-    lo, hi = 0.2, 4.0  # bisection on the floor scale (wall height fixed)
+    lo, hi = 0.02, 4.0  # bisection on the room scale (wall height capped at 2.6 m)
     best = build(1.0)
     for _ in range(14):
         mid = 0.5 * (lo + hi)

@@ -49,6 +49,8 @@ class PipelineConfig:
     """Temperature of capability-guided fusion (release 0.05)."""
     weighting: str = "mean"
     """Teacher weight at a point: ``mean`` of capabilities at the voted classes (paper) or ``normalized`` (release)."""
+    catch_all: Optional[str] = None
+    """``TEACHER:CLASS``: points that TEACHER labels CLASS keep TEACHER's feature (the release's ``lseg:other`` rule)."""
     text_encoder: Optional[str] = None
     """Text encoder spec shared by the teachers (None = the packaged MiniLM)."""
     student_checkpoint: str = str(ROOT / "checkpoints" / "student_synthetic.pt")
@@ -149,21 +151,64 @@ def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineCon
     images = synth.synthesize([asked[k] for k in keep], cfg.capability_images, cfg.capability_seed)
     for im in images:
         im.class_index = keep[im.class_index]
-    table = score_capabilities(teachers, images, words, get_text_encoder(cfg.text_encoder, device=cfg.device),
-                               mode=cfg.capability_mode)
+    enc = get_text_encoder(cfg.text_encoder, device=cfg.device)
+    table = score_capabilities(teachers, images, words, enc, mode=cfg.capability_mode)
     table.classes, table.words = list(labels.names), words
+    table.images = save_gallery(store, cfg.synthesizer, images, teachers, words, labels.names, enc)
     save_capability_table(store, table, cfg.synthesizer, config=conf)
     return table
 
 
+def save_gallery(store: ArtefactStore, synth: str, images: Sequence, teachers: Sequence, words: Sequence[str],
+                 classes: Sequence[str], enc, per_class: int = 3) -> list[dict]:
+    """Write the first ``per_class`` synthesized images of each class and their pseudo masks as PNGs into the store's
+    shared folder, with each teacher's IoU on that image; returns the table's ``images`` list."""
+    import io
+
+    from PIL import Image
+
+    from .capability.scoring import iou_counts, teacher_logits
+    vocab = enc.encode([PROMPT_SCENE.format(w) for w in words])
+    seen: dict[int, int] = {}
+    out = []
+
+    def png(arr) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        return buf.getvalue()
+
+    for im in images:
+        k = int(im.class_index)
+        i = seen.get(k, 0)
+        if i >= per_class:
+            continue
+        seen[k] = i + 1
+        stem = f"capimg.{synth}.{k:03d}.{i}"
+        store.write_bytes(None, f"{stem}.png", png(np.asarray(im.image, dtype=np.uint8)))
+        store.write_bytes(None, f"{stem}.mask.png", png(np.asarray(im.mask, dtype=np.uint8) * 255))
+        ious = {}
+        for t in teachers:
+            logits, valid = teacher_logits(t, im.image, vocab, enc)
+            pred = (logits.argmax(-1) == k) & valid
+            inter, union = iou_counts(pred.numpy(), np.asarray(im.mask, dtype=bool))
+            ious[t.name] = round(inter / union, 4) if union else 0.0
+        out.append({"class": classes[k], "image": f"{stem}.png", "mask": f"{stem}.mask.png", "ious": ious})
+    return out
+
+
 # -- stage 5 -----------------------------------------------------------------------------------------------------
 def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict], names: Sequence[str], table,
-                  cfg: PipelineConfig, vocab_text: torch.Tensor) -> dict:
-    """``fused.<mode>`` for mode ``sas`` (capability-guided), ``add`` (mean) or ``linear`` (fixed global weights)."""
+                  cfg: PipelineConfig) -> dict:
+    """``fused.<mode>`` for mode ``sas`` (capability-guided), ``add`` (mean) or ``linear`` (fixed global weights).
+
+    The per-point argmax classes of capability-guided fusion index the capability table's vocabulary."""
     from .capability import add_fuse, capability_fuse, linear_fuse
     from .capability.artefacts import KIND, save_fused
 
+    from .errors import SASInputError
+
     conf = {"teachers": list(names), "synth": cfg.synthesizer, "tau": cfg.tau, "weighting": cfg.weighting,
+            "catch_all": cfg.catch_all,
             "capability": np.nan_to_num(table.select(list(names)), nan=-1).round(6).tolist()}
     try:
         got = store.load(scene.scene_id, f"fused.{mode}", kind=KIND, config=dict(conf, mode=mode),
@@ -178,11 +223,27 @@ def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict],
     if mode == "add":
         res = add_fuse(feats, masks, list(names), device=cfg.device)
     elif mode == "linear":
-        w = dict(zip(table.teachers, table.linear_weights or [1.0 / len(table.teachers)] * len(table.teachers)))
+        w = dict(zip(table.teachers, table.linear_weights or []))
+        missing = [t for t in names if t not in w]
+        if missing:
+            raise SASInputError(None, f"capability.{cfg.synthesizer} has no Linear weight for {missing}")
         res = linear_fuse(feats, masks, [w[t] for t in names], list(names), device=cfg.device)
-    else:
-        res = capability_fuse(feats, masks, table.select(list(names)), vocab_text, tau=cfg.tau,
+    elif mode == "sas":
+        catch = None
+        if cfg.catch_all:
+            t, _, c = cfg.catch_all.partition(":")
+            if t not in names or c not in table.classes:
+                raise SASInputError(None, f"catch-all {cfg.catch_all!r}: need TEACHER:CLASS with TEACHER in {list(names)} "
+                                          "and CLASS in the capability table")
+            catch = (list(names).index(t), table.classes.index(c))
+        from .teachers import get_text_encoder
+
+        text = get_text_encoder(cfg.text_encoder, device=cfg.device).encode(
+            [PROMPT_SCENE.format(w) for w in table.prompt_words()])
+        res = capability_fuse(feats, masks, table.select(list(names)), text, tau=cfg.tau, catch_all=catch,
                               weighting=cfg.weighting, teachers=list(names), device=cfg.device)
+    else:
+        raise SASInputError(None, f"unknown fusion mode {mode!r}; known: {', '.join(COMBINED_MODES)}")
     save_fused(store, scene.scene_id, mode, res, conf)
     return store.load(scene.scene_id, f"fused.{mode}", kind=KIND, config=dict(conf, mode=mode),
                       inputs={"scene": scene.scene_id})
@@ -201,8 +262,11 @@ def file_digest(path: str | Path) -> str:
 
 
 def ensure_student(store: ArtefactStore, scene, cfg: PipelineConfig, checkpoint: Optional[str | Path] = None,
-                   name: Optional[str] = None) -> Optional[dict]:
-    """``pred3d.<name>`` from a student checkpoint (default: the configured one); ``None`` when it does not exist."""
+                   name: Optional[str] = None, model: Optional[str] = None, tta: int = 0) -> Optional[dict]:
+    """``pred3d.<name>`` from a student checkpoint (default: the configured one); ``None`` when it does not exist.
+
+    ``model`` names the network preset of checkpoints that do not record it (OpenScene/SAS releases); ``tta`` adds
+    test-time augmentation passes."""
     from .config import get_preset
     from .distill.infer import infer_points, load_student
 
@@ -211,12 +275,12 @@ def ensure_student(store: ArtefactStore, scene, cfg: PipelineConfig, checkpoint:
     if not ck.is_file():
         log.info("no student checkpoint at %s: skipping pred3d.%s", ck, name)
         return None
-    conf = {"checkpoint": ck.name, "sha": file_digest(ck), "tta": 0}
+    conf = {"checkpoint": ck.name, "sha": file_digest(ck), "tta": int(tta), "model": model}
 
     def compute():
-        model, meta = load_student(ck, device=cfg.device)
+        net, meta = load_student(ck, model=model, device=cfg.device)
         voxel = meta.get("voxel_size") or get_preset(scene.dataset).voxel_size
-        return {"features": infer_points(model, scene.points, voxel, device=cfg.device)}
+        return {"features": infer_points(net, scene.points, voxel, device=cfg.device, tta=tta)}
 
     return store.get_or_compute(scene.scene_id, f"pred3d.{name}", compute, kind="pred3d", config=conf,
                                 inputs={"scene": scene.scene_id, "points": scene.num_points})
@@ -240,7 +304,7 @@ def run_scene(store: ArtefactStore, scene, cfg: PipelineConfig, teachers: Sequen
     made = ["superpoints"] + [f"fused.{n}" for n in names]
     if len(teachers) > 1:
         for mode in COMBINED_MODES:
-            fuse_combined(store, scene, mode, fused, names, table, cfg, text)
+            fuse_combined(store, scene, mode, fused, names, table, cfg)
             made.append(f"fused.{mode}")
     if student and ensure_student(store, scene, cfg) is not None:
         made.append(f"pred3d.{cfg.student_name}")
@@ -267,22 +331,3 @@ def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, 
         ids.append(scene.scene_id)
     _report(progress, 1.0, f"{len(ids)} scenes ready")
     return ids
-
-
-DEMO_SPLIT = "val"
-"""The synthetic split the demo shows (never trained on)."""
-
-
-def build_demo(store: ArtefactStore | str | Path, data_root: Optional[str | Path] = None,
-               progress: Optional[Progress] = None, cfg: Optional[PipelineConfig] = None,
-               max_scenes: Optional[int] = None) -> list[str]:
-    """Generate the synthetic validation scenes (cached) and run the whole pipeline on them with the shipped compact
-    teachers and student. Returns the scene ids; a second call only reads the caches."""
-    from .synth import ensure_split
-
-    store = store if isinstance(store, ArtefactStore) else ArtefactStore(store)
-    _report(progress, 0.0, "synthetic validation scenes")
-    paths = ensure_split(DEMO_SPLIT, root=data_root)
-    if max_scenes:
-        paths = paths[:max_scenes]
-    return run_split(store, paths, cfg or PipelineConfig(), progress=progress)

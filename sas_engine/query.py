@@ -170,7 +170,7 @@ class QueryEngine:
         chunk_rows: rows per float32 chunk in :meth:`segment` (bounds the temporary memory to chunk_rows x C floats).
     """
 
-    def __init__(self, text_encoder, *, chunk_rows: int = 2048):
+    def __init__(self, text_encoder, *, chunk_rows: int = 4096):
         self.cache = text_encoder if isinstance(text_encoder, TextEmbeddingCache) else TextEmbeddingCache(text_encoder)
         self.chunk_rows = int(chunk_rows)
         self._state: Optional[_SceneState] = None
@@ -187,7 +187,8 @@ class QueryEngine:
         """
         f = torch.as_tensor(features).detach().to("cpu")
         if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
-            raise SASInputError(None, f"scene {scene_id}: features must be a non-empty [N, C] array, got {list(f.shape)}")
+            raise SASInputError(None, f"scene {scene_id}: features must be a non-empty [N, C] array, "
+                                      f"got {list(f.shape)}")
         if not f.is_floating_point():
             raise SASInputError(None, f"scene {scene_id}: features must be floating point, got {f.dtype}")
         n, c = f.shape

@@ -55,6 +55,18 @@ def legend(draw, classes, pal, x0, y0):
         draw.text((x0 + 13, y), SCANNET20[c], fill=(0, 0, 0))
 
 
+def pick_frames(frames, k: int, gap: int = 8):
+    """The ``k`` frames showing the most classes, at least ``gap`` frames apart (varied, informative views)."""
+    score = [len(np.unique(f.labels)) + 0.01 * (f.labels != 255).mean() for f in frames]
+    chosen: list[int] = []
+    for i in np.argsort(score)[::-1]:
+        if all(abs(int(i) - j) >= gap for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == k:
+            break
+    return [frames[i] for i in sorted(chosen)]
+
+
 def room_panel(room_type: str, seed: int, pal: np.ndarray):
     from PIL import Image, ImageDraw
 
@@ -63,7 +75,7 @@ def room_panel(room_type: str, seed: int, pal: np.ndarray):
     frames = render_frames(room)
     secs = time.perf_counter() - t0
     top = render_topdown(room, px_per_m=48)
-    picks = [frames[i] for i in np.linspace(0, len(frames) - 1, 4).astype(int)[:3]]
+    picks = pick_frames(frames, 3)
     w, h = 320, 240
     rows = [np.concatenate([f.color for f in picks], 1),
             np.concatenate([overlay(f.color, f.labels, pal) for f in picks], 1),

@@ -1,9 +1,13 @@
 """Train the demo's two compact teachers on the synthetic training split and write them to checkpoints/.
 
-    python3 scripts/train_compact_teachers.py            # reproduces checkpoints/lseg_compact.pt + seem_compact.pt
+Reproduce the shipped weights (every training setting is a CompactTrainConfig default, recorded in the checkpoints):
 
-Generates the synthetic train/val splits first when missing (cached under data/synthetic). Prints and saves per-class
-IoU of both teachers on the validation renders (assets/compact_teachers.md + .json).
+    python3 scripts/train_compact_teachers.py --threads 2
+
+writes checkpoints/lseg_compact.pt + checkpoints/seem_compact.pt and the per-class IoU report
+assets/compact_teachers.md + .json. Generates the synthetic train/val splits first when missing (cached under
+data/synthetic, or $SAS_DATA). Deterministic by seed for a given torch version and thread count (CPU).
+Smoke run: --train-split tiny --val-split tiny --epochs-dense 1 --epochs-mask 1 --out /tmp/ct --report /tmp/ct/report
 """
 from __future__ import annotations
 
@@ -41,8 +45,9 @@ def main(argv=None) -> int:
     ap.add_argument("--train-split", default=CompactTrainConfig.train_split)
     ap.add_argument("--val-split", default=CompactTrainConfig.val_split)
     ap.add_argument("--only", choices=["dense", "mask"], default=None, help="train just one teacher")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(max(1, args.threads))
     cfg = CompactTrainConfig(train_split=args.train_split, val_split=args.val_split, frame_step=args.frame_step,
                              epochs_dense=args.epochs_dense, epochs_mask=args.epochs_mask)
     t0 = time.time()
@@ -56,65 +61,76 @@ def main(argv=None) -> int:
     report = {}
     timings = {}
     if args.only in (None, "dense"):
-        t = time.time()
+        t, c = time.time(), time.process_time()
         dense = train_dense(images, labels, text, cfg)
         timings["dense_train_s"] = round(time.time() - t, 1)
+        timings["dense_train_cpu_s"] = round(time.process_time() - c, 1)
         p = save_compact(args.out / "lseg_compact.pt", "compact_dense", dense,
                          {**base, "net": dataclasses.asdict(dense.cfg)}, {})
         teacher = CompactDenseTeacher(p)
         iou = per_class_iou(teacher_label_maps(teacher, vimages, text), list(vlabels), len(vocab))
         report["lseg_compact"] = iou
-        save_compact(p, "compact_dense", dense, {**base, "net": dataclasses.asdict(dense.cfg)}, _metrics(ls, iou))
+        save_compact(p, "compact_dense", dense, {**base, "net": dataclasses.asdict(dense.cfg)}, _metrics(ls, iou, len(vimages)))
     if args.only in (None, "mask"):
-        t = time.time()
+        t, c = time.time(), time.process_time()
         pcfg = ProposalConfig()
         regions = proposals_for(images, pcfg)
         mask = train_mask(images, labels, regions, text, cfg)
-        timings["mask_train_s"] = round(time.time() - t, 1)
+        timings["mask_train_s"] = round(time.time() - t, 1)  # proposals included
+        timings["mask_train_cpu_s"] = round(time.process_time() - c, 1)
         meta = {**base, "net": dataclasses.asdict(mask.cfg), "proposals": dataclasses.asdict(pcfg)}
         p = save_compact(args.out / "seem_compact.pt", "compact_mask", mask, meta, {})
         teacher = CompactMaskTeacher(p)
         iou = per_class_iou(teacher_label_maps(teacher, vimages, text), list(vlabels), len(vocab))
         report["seem_compact"] = iou
-        save_compact(p, "compact_mask", mask, meta, _metrics(ls, iou))
-    _write_report(args.report, ls, report, {**timings, "total_s": round(time.time() - t0, 1),
-                                            "train_frames": len(images), "val_frames": len(vimages)})
+        save_compact(p, "compact_mask", mask, meta, _metrics(ls, iou, len(vimages)))
+    sizes = {f"{n}_mb": round((args.out / f"{n}.pt").stat().st_size / 2 ** 20, 2) for n in report}
+    command = "python3 scripts/train_compact_teachers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    _write_report(args.report, ls, report, {**timings, "total_s": round(time.time() - t0, 1), "threads": args.threads,
+                                            "train_frames": len(images), "val_frames": len(vimages), **sizes},
+                  command.strip())
     return 0
 
 
-def _metrics(ls, iou) -> dict:
+def _metrics(ls, iou, val_frames: int) -> dict:
     import numpy as np
 
     return {"val_iou": {n: (None if not np.isfinite(v) else round(float(v) * 100, 2)) for n, v in zip(ls.names, iou)},
-            "val_miou": round(float(np.nanmean(iou)) * 100, 2)}
+            "val_miou": round(float(np.nanmean(iou)) * 100, 2), "val_frames": int(val_frames)}
 
 
-def _write_report(stem: Path, ls, report: dict, timings: dict) -> None:
+def _write_report(stem: Path, ls, report: dict, timings: dict, command: str) -> None:
     import numpy as np
 
     from sas_engine.store import atomic_write
+    from sas_engine.teachers.compact_train import strict_wins
 
     names = list(report)
+    wins = {n: [] for n in names}
+    if len(names) == 2:
+        wa, wb = strict_wins(report[names[0]], report[names[1]])
+        wins = {names[0]: wa, names[1]: wb}
     lines = ["# Compact teachers: per-class IoU (%) on the synthetic validation renders", "",
+             f"Reproduce: `{command}`", "",
              "| class | " + " | ".join(names) + " | better |", "|---|" + "---|" * (len(names) + 1)]
-    wins = {n: 0 for n in names}
     for k, cname in enumerate(ls.names):
         vals = [report[n][k] for n in names]
-        best = names[int(np.nanargmax(vals))] if any(np.isfinite(vals)) else "-"
-        if best in wins:
-            wins[best] += 1
+        best = next((n for n in names if k in wins[n]), "tie" if all(np.isfinite(vals)) else "-")
         lines.append(f"| {cname} | " + " | ".join("-" if not np.isfinite(v) else f"{100 * v:.1f}" for v in vals)
                      + f" | {best} |")
     lines.append("| **mIoU** | " + " | ".join(f"**{100 * np.nanmean(report[n]):.1f}**" for n in names) + " | |")
-    lines += ["", "Classes where each teacher is better: " + ", ".join(f"{n}: {w}" for n, w in wins.items()),
-              "", f"Timings: {json.dumps(timings)}", ""]
+    lines += ["", "Strictly better on (IoU compared at 0.1 precision; ties and unscored classes count for neither): "
+              + "; ".join(f"{n}: {len(w)} classes" for n, w in wins.items()),
+              "", "'-': class absent from the validation ground truth (not scored).",
+              "", f"Timings and sizes: {json.dumps(timings)}", ""]
     text = "\n".join(lines)
     print(text)
     atomic_write(stem.with_suffix(".md"), lambda f: f.write(text), mode="w")
     js = {n: {c: (None if not np.isfinite(v) else round(100 * float(v), 2)) for c, v in zip(ls.names, report[n])}
           for n in names}
-    atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps({"iou": js, "timings": timings}, indent=1)),
-                 mode="w")
+    out = {"command": command, "iou": js, "miou": {n: round(100 * float(np.nanmean(report[n])), 2) for n in names},
+           "wins": {n: [ls.names[k] for k in w] for n, w in wins.items()}, "timings": timings}
+    atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(out, indent=1)), mode="w")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@
 
 diffusers and segment_anything are imported only inside the SD / SAM code.
 """
-from .fusion import FusedResult, add_fuse, capability_fuse, capability_weights, linear_fuse
+from .fusion import CapabilityFusionConfig, FusedResult, add_fuse, capability_fuse, capability_weights, linear_fuse
 from .scoring import IoUAccumulator, score_capabilities, simplex_grid, teacher_logits
 from .synthesizer import SYNTHESIZERS, SynthImage, Synthesizer, SyntheticSynthesizer, build_synthesizer
 from .table import CapabilityTable, load_capability_table, save_capability_table
 
 __all__ = [
-    "CapabilityTable", "FusedResult", "IoUAccumulator", "SYNTHESIZERS", "SynthImage", "Synthesizer",
+    "CapabilityFusionConfig", "CapabilityTable", "FusedResult", "IoUAccumulator", "SYNTHESIZERS", "SynthImage", "Synthesizer",
     "SyntheticSynthesizer", "add_fuse", "build_synthesizer", "capability_fuse", "capability_weights", "linear_fuse",
     "load_capability_table", "save_capability_table", "score_capabilities", "simplex_grid", "teacher_logits",
 ]

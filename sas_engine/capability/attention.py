@@ -176,7 +176,7 @@ def capturing(unet, capture: Optional[AttentionCapture]):
     try:
         yield capture
     finally:
-        unet.set_attn_processor(previous)
+        unet.set_attn_processor(dict(previous))  # diffusers pops entries from the dict it is given
 
 
 def class_token_indices(tokenizer, prompt: str, class_name: str) -> list[int]:

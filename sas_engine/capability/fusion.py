@@ -29,6 +29,21 @@ from ..errors import SASInputError
 WEIGHTINGS = ("mean", "normalized")
 
 
+@dataclass(frozen=True)
+class CapabilityFusionConfig:
+    """Settings of capability-guided fusion (stamped on ``fused.sas`` artefacts)."""
+
+    tau: float = 0.05
+    """Softmax temperature over the teacher weights (release 0.05; -> 0 picks the most capable, -> inf averages)."""
+    weighting: str = "mean"
+    """``mean``: w_t = mean of S_t at the voted classes (paper Eq. 6-7); ``normalized``: divided by the sum over
+    teachers before the softmax (release)."""
+    catch_all: Optional[str] = None
+    """``TEACHER:CLASS``: points that TEACHER labels CLASS keep TEACHER's pure feature (release: LSeg and "other")."""
+    synthesizer: str = "synthetic"
+    """Which capability table is used: ``capability.<synthesizer>``."""
+
+
 @dataclass
 class FusedResult:
     """A fused per-point feature field.
@@ -61,10 +76,33 @@ def _check(feats: Sequence, masks: Sequence) -> tuple[int, int]:
 
 
 def _chunk(feats, masks, s, e, device):
-    f = torch.stack([torch.as_tensor(x[s:e]).to(device=device, dtype=torch.float32) for x in feats])   # [T, n, C]
-    v = torch.stack([torch.as_tensor(m[s:e]).to(device=device, dtype=torch.bool) for m in masks])      # [T, n]
-    f = torch.where(v[..., None], torch.nan_to_num(f), torch.zeros((), device=device))
+    """float32 [T, n, C] features (zero where invalid or non-finite) and bool [T, n] validity of points s..e."""
+    t, n, c = len(feats), e - s, feats[0].shape[1]
+    f = torch.empty(t, n, c, device=device, dtype=torch.float32)
+    v = torch.empty(t, n, device=device, dtype=torch.bool)
+    for i, (x, m) in enumerate(zip(feats, masks)):
+        f[i].copy_(torch.as_tensor(x[s:e]))
+        v[i].copy_(torch.as_tensor(m[s:e]))
+    torch.nan_to_num_(f, nan=0.0, posinf=0.0, neginf=0.0)
+    f.mul_(v[..., None])
     return f, v
+
+
+def _chunks(n: int, chunk: int, progress: bool, desc: str):
+    starts = range(0, n, max(1, int(chunk)))
+    if not progress:
+        return starts
+    from tqdm.auto import tqdm
+
+    return tqdm(starts, desc=desc, unit="chunk", leave=False)
+
+
+def _weighted_sum(a: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """sum_t a[:, t] * f[t]: [n, T] x [T, n, C] -> [n, C]."""
+    out = f[0] * a[:, :1]
+    for i in range(1, f.shape[0]):
+        out.addcmul_(f[i], a[:, i:i + 1])
+    return out
 
 
 def fill_missing(capability) -> torch.Tensor:
@@ -100,7 +138,8 @@ def capability_weights(classes: torch.Tensor, valid: torch.Tensor, capability: t
 
 def capability_fuse(feats: Sequence, masks: Sequence, capability, text_emb, tau: float = 0.05,
                     catch_all: Optional[tuple[int, int]] = None, weighting: str = "mean",
-                    teachers: Optional[list[str]] = None, device: str = "cpu", chunk: int = 65536) -> FusedResult:
+                    teachers: Optional[list[str]] = None, device: str = "cpu", chunk: int = 65536,
+                    progress: bool = False) -> FusedResult:
     """Capability-guided fusion (module docstring).
 
     Args:
@@ -115,6 +154,7 @@ def capability_fuse(feats: Sequence, masks: Sequence, capability, text_emb, tau:
         teachers: names stored in the result.
         device: torch device for the computation; results come back on the CPU.
         chunk: points per chunk (bounds memory to ``T x chunk x C`` floats).
+        progress: show a tqdm bar over the chunks.
     """
     n, c = _check(feats, masks)
     t = len(feats)
@@ -131,24 +171,24 @@ def capability_fuse(feats: Sequence, masks: Sequence, capability, text_emb, tau:
     out = torch.zeros(n, c, dtype=torch.float16)
     weights = torch.zeros(n, t, dtype=torch.float32)
     mask = torch.zeros(n, dtype=torch.bool)
-    for s in range(0, n, chunk):
+    for s in _chunks(n, chunk, progress, "capability fusion"):
         e = min(n, s + chunk)
         f, v = _chunk(feats, masks, s, e, device)
-        cls = torch.einsum("tnc,kc->tnk", f, emb).argmax(-1)                  # [T, n]
+        cls = torch.matmul(f, emb.T).argmax(-1)                              # [T, n]
         a = capability_weights(cls, v, cap, tau, weighting)                  # [n, T]
         if catch_all is not None:
             ti, ki = catch_all
             hit = v[ti] & (cls[ti] == ki)
             a[hit] = 0.0
             a[hit, ti] = 1.0
-        out[s:e] = torch.einsum("nt,tnc->nc", a, f).to("cpu", torch.float16)
+        out[s:e] = _weighted_sum(a, f).to("cpu", torch.float16)
         weights[s:e] = a.cpu()
         mask[s:e] = v.any(0).cpu()
     return FusedResult(out, weights, mask, list(teachers or [f"teacher{i}" for i in range(t)]))
 
 
 def linear_fuse(feats: Sequence, masks: Sequence, weights, teachers: Optional[list[str]] = None,
-                device: str = "cpu", chunk: int = 65536) -> FusedResult:
+                device: str = "cpu", chunk: int = 65536, progress: bool = False) -> FusedResult:
     """Fixed global weights ``w`` [T] (>= 0): ``F = sum_t w_t F_t / sum_t w_t`` over the teachers valid at a point;
     where all valid teachers have weight 0, their plain mean."""
     n, c = _check(feats, masks)
@@ -159,7 +199,7 @@ def linear_fuse(feats: Sequence, masks: Sequence, weights, teachers: Optional[li
     out = torch.zeros(n, c, dtype=torch.float16)
     wout = torch.zeros(n, t, dtype=torch.float32)
     mask = torch.zeros(n, dtype=torch.bool)
-    for s in range(0, n, chunk):
+    for s in _chunks(n, chunk, progress, "linear fusion"):
         e = min(n, s + chunk)
         f, v = _chunk(feats, masks, s, e, device)
         wv = v.float() * w[:, None]                                          # [T, n]
@@ -167,13 +207,13 @@ def linear_fuse(feats: Sequence, masks: Sequence, weights, teachers: Optional[li
         wv = torch.where(den > 0, wv, v.float())
         den = wv.sum(0, keepdim=True)
         a = (wv / den.clamp_min(1e-12)).T                                    # [n, T], zero rows where no teacher
-        out[s:e] = torch.einsum("nt,tnc->nc", a, f).to("cpu", torch.float16)
+        out[s:e] = _weighted_sum(a, f).to("cpu", torch.float16)
         wout[s:e] = a.cpu()
         mask[s:e] = v.any(0).cpu()
     return FusedResult(out, wout, mask, list(teachers or [f"teacher{i}" for i in range(t)]))
 
 
 def add_fuse(feats: Sequence, masks: Sequence, teachers: Optional[list[str]] = None, device: str = "cpu",
-             chunk: int = 65536) -> FusedResult:
+             chunk: int = 65536, progress: bool = False) -> FusedResult:
     """The "Add" baseline: plain mean of the valid teachers' features at each point."""
-    return linear_fuse(feats, masks, np.ones(len(feats), np.float32), teachers, device, chunk)
+    return linear_fuse(feats, masks, np.ones(len(feats), np.float32), teachers, device, chunk, progress)

@@ -29,6 +29,8 @@ class CapabilityTable:
         linear_miou: pixel mIoU (pooled) of the Linear combination with those weights on the synthesized images.
         provenance: one JSON-able dict per synthesized image (synthesizer, class, seed, prompt...).
         words: the word put into prompts per class (defaults to ``classes``; ScanNet's "otherfurniture" -> "other").
+        images: optional gallery of synthesized images behind the scores: ``{"class", "image", "mask", "ious"}``
+            with PNG paths relative to the store's shared folder (shown by the app).
     """
 
     scores: np.ndarray
@@ -42,6 +44,7 @@ class CapabilityTable:
     linear_miou: Optional[float] = None
     provenance: list[dict] = field(default_factory=list)
     words: Optional[list[str]] = None
+    images: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float64)
@@ -71,7 +74,7 @@ class CapabilityTable:
             "scores_pooled": _nan_to_none(self.scores_pooled), "scores_per_image": _nan_to_none(self.scores_per_image),
             "image_counts": None if self.image_counts is None else [int(c) for c in self.image_counts],
             "linear_weights": self.linear_weights, "linear_miou": self.linear_miou,
-            "provenance": list(self.provenance), "words": list(self.prompt_words()),
+            "provenance": list(self.provenance), "words": list(self.prompt_words()), "images": list(self.images),
         }
 
     @classmethod
@@ -83,7 +86,8 @@ class CapabilityTable:
                        scores_per_image=arr(d.get("scores_per_image")),
                        image_counts=None if d.get("image_counts") is None else np.array(d["image_counts"], np.int64),
                        linear_weights=d.get("linear_weights"), linear_miou=d.get("linear_miou"),
-                       provenance=list(d.get("provenance", [])), words=d.get("words"))
+                       provenance=list(d.get("provenance", [])), words=d.get("words"),
+                       images=list(d.get("images") or []))
         except (KeyError, TypeError, ValueError) as e:
             raise SASInputError(source, f"not a capability table ({type(e).__name__}: {e})") from e
 

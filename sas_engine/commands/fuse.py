@@ -53,53 +53,24 @@ def _single(args, store) -> int:
 def _combined(args, store) -> int:
     import numpy as np
 
-    from ..capability import add_fuse, capability_fuse, linear_fuse, load_capability_table
-    from ..capability.artefacts import load_any, save_fused
+    from ..capability import load_capability_table
+    from ..capability.artefacts import load_any
     from ..errors import SASInputError
     from ..io import load_scene
-    from ..labels import PROMPT_SCENE
-    from ..teachers import get_text_encoder
+    from ..pipeline import PipelineConfig, fuse_combined
 
     scene = load_scene(args.scene, dataset=args.dataset)
     names = [t.strip() for t in args.teachers.split(",") if t.strip()]
     if not names:
         raise SASInputError(None, "--teachers is empty")
+    cfg = PipelineConfig(teachers=tuple(names), synthesizer=args.synth, tau=args.tau, weighting=args.weighting,
+                         catch_all=args.catch_all, text_encoder=args.text_encoder, device=args.device)
     fused = [load_any(store, scene.scene_id, f"fused.{t}") for t in names]
-    feats = [f["features"] for f in fused]
-    masks = [f["mask"] for f in fused]
-    cfg = {"teachers": names}
-    if args.mode == "add":
-        res = add_fuse(feats, masks, names, device=args.device)
-    else:
-        table = load_capability_table(store, args.synth)
-        cfg["synth"] = args.synth
-        if args.mode == "linear":
-            if table.linear_weights is None:
-                raise SASInputError(None, f"capability.{args.synth} has no Linear weights (needs >= 2 teachers)")
-            w = dict(zip(table.teachers, table.linear_weights))
-            missing = [t for t in names if t not in w]
-            if missing:
-                raise SASInputError(None, f"capability.{args.synth} has no Linear weight for {missing}")
-            weights = [w[t] for t in names]
-            res = linear_fuse(feats, masks, weights, names, device=args.device)
-            cfg["weights"] = weights
-        else:
-            enc = get_text_encoder(args.text_encoder, device=args.device)
-            prompts = [PROMPT_SCENE.format(w) for w in table.prompt_words()]
-            emb = enc.encode(prompts)
-            catch = None
-            if args.catch_all:
-                t, _, c = args.catch_all.partition(":")
-                if t not in names or c not in table.classes:
-                    raise SASInputError(None, f"--catch-all {args.catch_all!r}: need TEACHER:CLASS with TEACHER in "
-                                              f"{names} and CLASS in the capability table")
-                catch = (names.index(t), table.classes.index(c))
-            res = capability_fuse(feats, masks, table.select(names), emb, tau=args.tau, catch_all=catch,
-                                  weighting=args.weighting, teachers=names, device=args.device)
-            cfg.update(tau=args.tau, weighting=args.weighting, catch_all=args.catch_all,
-                       text_encoder=args.text_encoder or "minilm")
-    path = save_fused(store, scene.scene_id, args.mode, res, cfg)
-    mean_w = res.weights[res.mask].mean(0).tolist() if bool(res.mask.any()) else [0.0] * len(names)
-    print(f"{scene.scene_id}: fused.{args.mode} on {int(res.mask.sum())}/{scene.num_points} points, mean teacher "
-          f"weights " + ", ".join(f"{n}={w:.3f}" for n, w in zip(names, np.asarray(mean_w))) + f" -> {path}")
+    table = load_capability_table(store, args.synth)
+    res = fuse_combined(store, scene, args.mode, fused, names, table, cfg)
+    mask, w = res["mask"], res["weights"]
+    mean_w = w[mask].mean(0).tolist() if bool(mask.any()) else [0.0] * len(names)
+    print(f"{scene.scene_id}: fused.{args.mode} on {int(mask.sum())}/{scene.num_points} points, mean teacher "
+          f"weights " + ", ".join(f"{n}={v:.3f}" for n, v in zip(names, np.asarray(mean_w)))
+          + f" -> {store.path(scene.scene_id, 'fused.' + args.mode)}")
     return 0

@@ -112,7 +112,7 @@ class DistillTrainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, out_channels=cfg.out_channels).to(self.device)
         if cfg.init_checkpoint:
-            from ..models.mink_unet import load_mink_checkpoint
+            from ..models.checkpoint import load_mink_checkpoint
 
             load_mink_checkpoint(self.model, cfg.init_checkpoint)
         self.net = self.model

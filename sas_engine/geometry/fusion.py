@@ -145,7 +145,7 @@ def _frame_geometry(frame, cfg: FusionConfig, device):
 
 
 def project_frame(points: torch.Tensor, pose, intrinsics, size, depth: Optional[torch.Tensor],
-                  cfg: FusionConfig) -> FrameProjection:
+                  cfg: FusionConfig, points_t: Optional[torch.Tensor] = None) -> FrameProjection:
     """OpenScene's projection + visibility test for one view (see the module docstring).
 
     Args:
@@ -155,18 +155,22 @@ def project_frame(points: torch.Tensor, pose, intrinsics, size, depth: Optional[
         size: (W, H) of the image (the depth image when depth is used).
         depth: float64 [H, W] metres (0 = unknown) or ``None`` for the no-depth mode.
         cfg: the fusion config (``use_depth`` False ignores ``depth``).
+        points_t: optional contiguous ``points.T`` ([3, N]) reused across frames (faster matrix product).
     """
     W, H = int(size[0]), int(size[1])
     w2c = torch.as_tensor(np.linalg.inv(np.asarray(pose, dtype=np.float64)), device=points.device)
-    pc = torch.addmm(w2c[:3, 3:4], w2c[:3, :3], points.T)  # [3, N] camera coordinates, rows contiguous
+    pt = points_t if points_t is not None else points.T
+    pc = torch.addmm(w2c[:3, 3:4], w2c[:3, :3], pt)  # [3, N] camera coordinates, rows contiguous
     z = pc[2]
-    front = z > 0
-    zs = torch.where(front, z, torch.ones_like(z))
+    ok = z > 0  # points at or behind the camera are rejected (their u, v may be inf / NaN: never selected)
     K = intrinsics
-    u = torch.round((pc[0] * float(K[0][0])) / zs + float(K[0][2]))
-    v = torch.round((pc[1] * float(K[1][1])) / zs + float(K[1][2]))
+    u = pc[0].mul_(float(K[0][0])).div_(z).add_(float(K[0][2])).round_()  # in place: same arithmetic order
+    v = pc[1].mul_(float(K[1][1])).div_(z).add_(float(K[1][2])).round_()  # as OpenScene, fewer temporaries
     cut = int(cfg.cut_bound)
-    ok = front & (u >= cut) & (v >= cut) & (u < W - cut) & (v < H - cut)
+    ok &= u >= cut
+    ok &= v >= cut
+    ok &= u < W - cut
+    ok &= v < H - cut
     idx = torch.nonzero(ok).squeeze(1)
     ui = u[idx].long()
     vi = v[idx].long()
@@ -200,13 +204,14 @@ def iter_projections(points, frames: Sequence, cfg: FusionConfig, device="cpu", 
     from tqdm.auto import tqdm
 
     pts = points if isinstance(points, torch.Tensor) and points.dtype == torch.float64 else as_points(points, device)
+    pts_t = pts.T.contiguous()
     for i in tqdm(range(len(frames)), desc=desc, disable=not progress, leave=False):
         frame = frames[i]
         if not np.isfinite(np.asarray(frame.pose, dtype=np.float64)).all():
             yield i, frame, None
             continue
         pose, K, depth, size = _frame_geometry(frame, cfg, pts.device)
-        yield i, frame, project_frame(pts, pose, K, size, depth, cfg)
+        yield i, frame, project_frame(pts, pose, K, size, depth, cfg, pts_t)
 
 
 def fuse_features(points, frames: Sequence, source: FeatureSource, cfg: Optional[FusionConfig] = None,
@@ -283,9 +288,11 @@ def fuse_features(points, frames: Sequence, source: FeatureSource, cfg: Optional
     if acc is None:
         acc = torch.zeros(n, int(channels or 0), dtype=torch.float32, device=device)
     features = torch.empty(acc.shape, dtype=torch.float16, device=device)
-    denom = count.clamp(min=1).to(torch.float32).unsqueeze(1)
-    for s in range(0, n, 1 << 16):  # mean and float16 cast in one pass, chunked to bound temporaries
-        torch.div(acc[s:s + (1 << 16)], denom[s:s + (1 << 16)], out=features[s:s + (1 << 16)])
+    inv = 1.0 / count.clamp(min=1).to(torch.float32).unsqueeze(1)
+    step = 1 << 14
+    for s in range(0, n, step):  # mean in place then cast, chunk by chunk (cache friendly, no N x C temporary)
+        chunk = acc[s:s + step]
+        features[s:s + step].copy_(chunk.mul_(inv[s:s + step]))
     del acc
     return FusionResult(
         features=features.cpu(), mask=mask.cpu(), view_count=count.cpu(),
@@ -334,7 +341,11 @@ def fuse_votes(points, frames: Sequence, label_source: Callable, num_classes: in
         rows, cols = feature_cells(proj, lab.shape)
         idx = proj.point_idx
         if valid is not None:
-            keep = _as_tensor(valid, device)[rows, cols].bool()
+            valid = _as_tensor(valid, device)
+            if tuple(valid.shape) != tuple(lab.shape):
+                raise SASInputError(None, f"frame {fid}: valid mask {list(valid.shape)} does not match the label "
+                                          f"map {list(lab.shape)}")
+            keep = valid[rows, cols].bool()
             idx, rows, cols = idx[keep], rows[keep], cols[keep]
         _add_votes(votes, idx, lab[rows, cols], num_classes)
     return votes.view(n, num_classes).cpu()

@@ -31,7 +31,7 @@ class SynthConfig:
     """Focal length in pixels of a 320-pixel-wide image (ScanNet depth camera scaled to 320x240); scaled with the width."""
     camera_height: tuple[float, float] = (1.3, 1.7)
     """Range of camera heights above the floor in metres."""
-    pitch_deg: tuple[float, float] = (-38.0, -8.0)
+    pitch_deg: tuple[float, float] = (-32.0, -5.0)
     """Range of camera pitch in degrees (negative looks down)."""
     yaw_swing_deg: float = 40.0
     """Amplitude of the camera's left-right swing around the inward direction, degrees."""

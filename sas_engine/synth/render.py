@@ -23,6 +23,10 @@ from .config import SynthConfig, intrinsics_matrix
 from .room import SynthRoom
 
 
+_FALLOFF = 2.5
+"""Softened inverse-square falloff: intensity ~ (4 + c) / (d^2 + c), 1 at 2 m, at most 2.6 next to the lamp."""
+
+
 @dataclass
 class RenderedFrame:
     """One rendered view.
@@ -129,7 +133,7 @@ class Renderer:
             L = np.array([lx, ly, lz], np.float32) - X
             d2 = np.einsum("ij,ij->i", L, L)
             ndl = np.maximum(0.0, np.einsum("ij,ij->i", nrm, L) / np.sqrt(d2))
-            c = np.float32(power * lp * 4.5) * ndl / (d2 + 0.5)
+            c = np.float32(power * lp * (4.0 + _FALLOFF)) * ndl / (d2 + _FALLOFF)
             if self.shadows:
                 lit = ndl > 0
                 occ = np.zeros(len(idx), bool)

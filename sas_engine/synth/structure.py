@@ -65,6 +65,7 @@ def door(rng, mk: Mk, w: float, h: float) -> list[Primitive]:
              box(w / 2, w / 2 + c, 0.0, 0.018, 0.0, h + c, casing, skip=("-z",)),
              box(-w / 2 - c, w / 2 + c, 0.0, 0.018, h, h + c, casing)]
     prims += _reveal(w, 0.0, h, casing, bottom=False)
+    prims.append(box(-w / 2, w / 2, -WALL_THICKNESS, 0.0, -0.02, 0.0, casing, skip=("-z",)))  # threshold
     prims.append(box(-w / 2 + 0.01, w / 2 - 0.01, -0.07, -0.03, 0.0, h - 0.005, m, skip=("-z",)))
     if rng.random() < 0.5:  # panelled leaf
         for z0, z1 in ((0.25, h * 0.45), (h * 0.52, h - 0.2)):

@@ -43,7 +43,9 @@ def marker_info(room: SynthRoom, num_frames: int) -> dict:
 
 def _new_tmp(final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the final folder should read like any other
+    return tmp
 
 
 def _commit(tmp: Path, final: Path) -> None:

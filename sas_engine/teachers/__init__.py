@@ -1,7 +1,8 @@
 """2D teachers, text encoders and Model Alignment via Text.
 
 Public surface:
-    * :class:`TextEncoder`, :func:`get_text_encoder` - one interface over MiniLM (default, 384-d) and open_clip text towers;
+    * :class:`TextEncoder`, :func:`get_text_encoder` - one interface over MiniLM (default, 384-d) and open_clip
+      text towers;
     * :class:`DenseTeacher`, :class:`MaskTeacher`, :class:`MaskPrediction` - teacher interfaces;
     * :func:`align_masks` - Model Alignment via Text (mask teacher -> per-pixel features), pluggable :class:`Captioner`;
     * :data:`TEACHERS` / :func:`build_teacher` - plain registry of teacher builders (heavy packages are imported only
@@ -20,6 +21,7 @@ from typing import Callable
 from ..errors import SASInputError
 from .base import DenseTeacher, MaskPrediction, MaskTeacher, Teacher
 from .clip_dense import build_clip_dense
+from .compact import build_lseg_compact, build_seem_compact
 from .lseg import build_lseg
 from .mat import Captioner, HFCaptioner, MaskCueCaptioner, align_masks, extract_adjectives, get_captioner, mat_sentence
 from .precomputed import build_precomputed
@@ -31,6 +33,8 @@ TEACHERS: dict[str, Callable[..., Teacher]] = {
     "sam_clip": build_sam_clip,
     "lseg": build_lseg,
     "precomputed": build_precomputed,
+    "lseg_compact": build_lseg_compact,
+    "seem_compact": build_seem_compact,
 }
 """Plain registry: teacher name -> builder ``(**kwargs) -> Teacher``."""
 

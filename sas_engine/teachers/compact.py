@@ -147,3 +147,19 @@ class CompactMaskTeacher(MaskTeacher):
             out.append([MaskPrediction(full == r, self.vocabulary[int(lab[r])], float(score[r]))
                         for r in range(len(lab))])
         return out
+
+
+def build_lseg_compact(checkpoint: str | Path | None = None, device: str = "cpu", **_) -> CompactDenseTeacher:
+    """Registry builder for ``lseg_compact`` (default weights: the shipped ``checkpoints/lseg_compact.pt``)."""
+    return CompactDenseTeacher(checkpoint, device=device)
+
+
+def build_seem_compact(checkpoint: str | Path | None = None, device: str = "cpu",
+                       vocabulary: Sequence[str] | str | None = None, **_) -> CompactMaskTeacher:
+    """Registry builder for ``seem_compact`` (default weights: ``checkpoints/seem_compact.pt``; ``vocabulary``: a
+    label-set name or a list of words to classify regions into, default the training vocabulary)."""
+    if isinstance(vocabulary, str):
+        from ..labels import get_label_set
+
+        vocabulary = list(get_label_set(vocabulary).prompt_names)
+    return CompactMaskTeacher(checkpoint, vocabulary=vocabulary, device=device)

@@ -36,29 +36,56 @@ class DenseNetConfig:
     """Architecture of the compact dense teacher."""
 
     width: int = 32
-    """Channels of the first stage (later stages 1.5x and 3x)."""
+    """Channels at 1/4 resolution (2x at 1/8, 0.75x in the stem)."""
+    context_blocks: int = 1
+    """3x3 convolutions at 1/8 resolution after the downsampling one; each widens the receptive field by 16 px
+    (receptive field ``15 + 16 * context_blocks`` px: 31 px for 1 block), i.e. how much context a pixel sees."""
+    coords: bool = True
+    """Two extra input channels with the pixel's normalised (y, x) position in the frame, the compact stand-in for
+    a ViT's absolute position embeddings (LSeg's backbone has them; a small CNN otherwise cannot tell where in
+    the frame a pixel lies)."""
     embed_dim: int = 384
     """Output dimension = the text encoder's (384 for MiniLM)."""
 
 
+def coord_channels(b: int, h: int, w: int, frame_hw: tuple[int, int] | None = None, offsets=None,
+                   device=None) -> torch.Tensor:
+    """[B, 2, h, w] normalised (y, x) pixel-centre positions in [-1, 1] of an ``h x w`` window at ``offsets``
+    (per image (y0, x0), default 0) in a frame of size ``frame_hw`` (default: the window itself)."""
+    fh, fw = frame_hw or (h, w)
+    off = torch.zeros(b, 2) if offsets is None else torch.as_tensor(offsets, dtype=torch.float32).view(b, 2)
+    ys = (torch.arange(h).float()[None] + off[:, :1] + 0.5) / fh * 2 - 1  # [B, h]
+    xs = (torch.arange(w).float()[None] + off[:, 1:] + 0.5) / fw * 2 - 1  # [B, w]
+    return torch.stack([ys[:, :, None].expand(b, h, w), xs[:, None, :].expand(b, h, w)], 1).to(device)
+
+
 class CompactDenseNet(nn.Module):
-    """Per-pixel embeddings at 1/4 of the input resolution, L2-normalised. Receptive field about 60 px."""
+    """Per-pixel embeddings at 1/4 of the input resolution (``ceil(H/4) x ceil(W/4)``), L2-normalised.
+
+    A local, texture-driven model like a patch-level LSeg: stem to 1/4, a short context path at 1/8 upsampled and
+    fused 1x1 with the 1/4 features, and a 1x1 head into the text space. The receptive field is small
+    (``15 + 16 * context_blocks`` px), so what a pixel is depends on its surface appearance, not on the
+    object it belongs to.
+    """
 
     def __init__(self, cfg: DenseNetConfig = DenseNetConfig()):
         super().__init__()
         w = cfg.width
         self.cfg = cfg
-        self.stem = _cbr(3, w, 2)
-        self.s1 = nn.Sequential(_cbr(w, w * 3 // 2, 2), _cbr(w * 3 // 2, w * 3 // 2))
-        self.s2 = nn.Sequential(_cbr(w * 3 // 2, w * 3, 2), _cbr(w * 3, w * 3))
-        self.fuse = _cbr(w * 3 + w * 3 // 2, w * 4)
-        self.head = nn.Conv2d(w * 4, cfg.embed_dim, 1)
+        self.stem = nn.Sequential(_cbr(5 if cfg.coords else 3, w * 3 // 4, 2), _cbr(w * 3 // 4, w, 2))
+        self.ctx = nn.Sequential(_cbr(w, 2 * w, 2), *[_cbr(2 * w, 2 * w) for _ in range(cfg.context_blocks)])
+        self.fuse = nn.Sequential(nn.Conv2d(3 * w, 3 * w, 1, bias=False), nn.BatchNorm2d(3 * w), nn.ReLU(inplace=True))
+        self.head = nn.Conv2d(3 * w, cfg.embed_dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: normalised [B, 3, H, W] -> [B, D, H/4, W/4] unit vectors."""
-        f1 = self.s1(self.stem(x))
-        f2 = self.s2(f1)
-        up = F.interpolate(f2, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+    def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        """x: normalised [B, 3, H, W] -> [B, D, ceil(H/4), ceil(W/4)] unit vectors. ``coords`` [B, 2, H, W]: the
+        pixels' frame positions (:func:`coord_channels`; default: ``x`` is a whole frame)."""
+        if self.cfg.coords:
+            if coords is None:
+                coords = coord_channels(x.shape[0], x.shape[2], x.shape[3], device=x.device)
+            x = torch.cat([x, coords.to(x.dtype)], 1)
+        f1 = self.stem(x)
+        up = F.interpolate(self.ctx(f1), size=f1.shape[-2:], mode="bilinear", align_corners=False)
         return F.normalize(self.head(self.fuse(torch.cat([up, f1], 1))), dim=1)
 
 
@@ -67,11 +94,13 @@ class MaskNetConfig:
     """Architecture of the compact mask teacher's region classifier."""
 
     width: int = 32
-    """Channels of the first backbone stage (doubling to 4x at 1/16 resolution)."""
+    """Channels of the first backbone stage (2x at the fine level, 4x at the coarse level)."""
     embed_dim: int = 384
     """Output dimension = the text encoder's (384 for MiniLM)."""
     hidden: int = 256
     """Hidden width of the region MLP."""
+    input_scale: float = 0.5
+    """The backbone sees the image resized by this factor (it needs context, not detail)."""
 
 
 GEOM_DIM = 8
@@ -79,37 +108,58 @@ GEOM_DIM = 8
 
 
 class CompactMaskNet(nn.Module):
-    """Region classifier over class-agnostic proposals: region embeddings in the text space, L2-normalised."""
+    """Region classifier over class-agnostic proposals: region embeddings in the text space, L2-normalised.
+
+    Backbone on the downscaled image: a fine level (stride 4 of its input) and a coarse, dilated level (stride 16,
+    receptive field covering most of the frame). Each region pools both levels by area overlap (the fraction of
+    every feature cell the region covers), and the MLP sees [fine, coarse, scene mean, shape statistics]: a
+    region is recognised by its extent, shape and surroundings, as a whole.
+    """
 
     def __init__(self, cfg: MaskNetConfig = MaskNetConfig()):
         super().__init__()
         w = cfg.width
         self.cfg = cfg
-        self.backbone = nn.Sequential(_cbr(3, w, 2), _cbr(w, w * 2, 2), _cbr(w * 2, w * 2), _cbr(w * 2, w * 4, 2),
-                                      _cbr(w * 4, w * 4, dilation=2), _cbr(w * 4, w * 4, 2), _cbr(w * 4, w * 4, dilation=2))
-        c = w * 4
-        self.mlp = nn.Sequential(nn.Linear(2 * c + GEOM_DIM, cfg.hidden), nn.ReLU(inplace=True),
+        self.fine = nn.Sequential(_cbr(3, w, 2), _cbr(w, w * 2, 2), _cbr(w * 2, w * 2))
+        self.coarse = nn.Sequential(_cbr(w * 2, w * 4, 2), _cbr(w * 4, w * 4, dilation=2), _cbr(w * 4, w * 4, 2),
+                                    _cbr(w * 4, w * 4, dilation=2))
+        c = w * 2 + w * 4 * 2
+        self.mlp = nn.Sequential(nn.Linear(c + GEOM_DIM, cfg.hidden), nn.ReLU(inplace=True),
                                  nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(inplace=True),
                                  nn.Linear(cfg.hidden, cfg.embed_dim))
 
     def forward(self, x: torch.Tensor, regions: list[torch.Tensor]) -> list[torch.Tensor]:
         """x: normalised [B, 3, H, W]; regions: per image int64 [h, w] region ids 0..R-1 (any resolution).
         Returns per image [R, D] unit region embeddings."""
-        feats = self.backbone(x)
+        img = x
+        if self.cfg.input_scale != 1.0:
+            x = F.interpolate(x, scale_factor=self.cfg.input_scale, mode="bilinear", align_corners=False,
+                              antialias=True, recompute_scale_factor=False)
+        f1 = self.fine(x)
+        f2 = self.coarse(f1)
         out = []
         for b, reg in enumerate(regions):
             h, w = reg.shape
-            f = F.interpolate(feats[b:b + 1], size=(h, w), mode="bilinear", align_corners=False)[0]
-            f = f.reshape(f.shape[0], -1).T  # [P, c]
-            ids = reg.reshape(-1)
-            r = int(ids.max()) + 1
-            cnt = torch.bincount(ids, minlength=r).float().clamp_min(1)
-            pooled = torch.zeros(r, f.shape[1], device=f.device).index_add_(0, ids, f) / cnt[:, None]
-            glob = f.mean(0, keepdim=True).expand(r, -1)
-            geom = region_geometry(reg, F.interpolate(x[b:b + 1], size=(h, w), mode="bilinear",
-                                                      align_corners=False)[0])
-            out.append(F.normalize(self.mlp(torch.cat([pooled, glob, geom], 1)), dim=1))
+            r = int(reg.max()) + 1
+            p1 = region_pool(reg, f1[b], r)
+            p2 = region_pool(reg, f2[b], r)
+            glob = f2[b].mean((1, 2))[None].expand(r, -1)
+            geom = region_geometry(reg, F.interpolate(img[b:b + 1], size=(h, w), mode="area")[0])
+            out.append(F.normalize(self.mlp(torch.cat([p1, p2, glob, geom], 1)), dim=1))
         return out
+
+
+def region_pool(reg: torch.Tensor, feat: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean of the feature map ``feat`` [C, hf, wf] over each region of ``reg`` int64 [h, w] (ids 0..r-1), every
+    feature cell weighted by the number of the region's pixels that fall into it. Returns [r, C]."""
+    h, w = reg.shape
+    c, hf, wf = feat.shape
+    cy = (torch.arange(h, device=reg.device) * hf) // h
+    cx = (torch.arange(w, device=reg.device) * wf) // w
+    cell = (cy[:, None] * wf + cx[None, :]).reshape(-1)
+    weights = torch.bincount(reg.reshape(-1) * (hf * wf) + cell, minlength=r * hf * wf).view(r, hf * wf).float()
+    weights = weights / weights.sum(1, keepdim=True).clamp_min(1)
+    return weights @ feat.reshape(c, -1).T
 
 
 def region_geometry(reg: torch.Tensor, img: torch.Tensor) -> torch.Tensor:

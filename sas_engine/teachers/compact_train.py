@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..labels import IGNORE
-from .compact_nets import CompactDenseNet, CompactMaskNet, DenseNetConfig, MaskNetConfig, to_input
+from .compact_nets import CompactDenseNet, CompactMaskNet, DenseNetConfig, MaskNetConfig, coord_channels, to_input
 from .proposals import ProposalConfig, propose_regions
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,19 @@ class CompactTrainConfig:
     """Epochs of the mask teacher's region classifier."""
     batch_size: int = 8
     """Images per step."""
+    dense_crop: tuple[int, int] = (128, 160)
+    """(height, width) of the random crops the dense teacher is trained on (full-scale pixels, 1/4 of a frame's
+    area: a local model needs no whole frames, and it is 4x cheaper)."""
     lr: float = 2e-3
     """Adam learning rate (cosine-decayed to 5% over training)."""
     temperature: float = 0.07
     """Softmax temperature on cosine similarities (LSeg's initial logit scale is 1/0.07)."""
+    color_jitter: float = 0.2
+    """Strength of the per-image photometric augmentation (brightness, contrast, saturation and per-channel gains
+    drawn from 1 +- this): room palettes are random, so colour alone must not decide the class."""
+    class_balance: float = 0.5
+    """Class weights of the losses = (training pixel frequency) ** -class_balance (0: plain CE), so that the
+    large surfaces (wall: 40% of the pixels) do not drown the small classes the per-class IoU also counts."""
     seed: int = 0
     """Seed of initialisation and data order."""
 
@@ -65,15 +74,31 @@ def collect_frames(scene_paths, frame_step: int = 1, progress: bool = True) -> t
     return np.stack(imgs), np.stack(labs)
 
 
+def class_weights(labels: np.ndarray, num_classes: int, power: float) -> torch.Tensor:
+    """Loss weight per class: pixel frequency ** -power (classes without pixels get the largest weight), scaled to
+    a pixel-weighted mean of 1."""
+    cnt = np.bincount(labels.reshape(-1), minlength=256)[:num_classes].astype(np.float64)
+    freq = cnt / max(cnt.sum(), 1)
+    w = np.where(freq > 0, np.maximum(freq, 1e-6) ** -power, 0.0)
+    w[freq == 0] = w.max() if (freq > 0).any() else 1.0
+    w = w / max((w * freq).sum(), 1e-12)
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
 def _schedule(opt, total: int, lr: float):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(it, total) / total)))
 
 
 def train_dense(images: np.ndarray, labels: np.ndarray, text: torch.Tensor, cfg: CompactTrainConfig,
-                net_cfg: DenseNetConfig | None = None) -> CompactDenseNet:
-    """Train the dense teacher with LSeg's objective: per-pixel CE over (pixel . text) / temperature."""
+                net_cfg: DenseNetConfig | None = None, history: list | None = None,
+                progress: bool = True) -> CompactDenseNet:
+    """Train the dense teacher with LSeg's objective: per-pixel CE over (pixel . text) / temperature.
+
+    ``images`` uint8 [F, H, W, 3], ``labels`` uint8 [F, H, W] (255 ignored), ``text`` [K, C] unit class embeddings.
+    The loss of every step is appended to ``history`` when given."""
     torch.manual_seed(cfg.seed)
     net = CompactDenseNet(net_cfg or DenseNetConfig(embed_dim=text.shape[1]))
+    weight = class_weights(labels, text.shape[0], cfg.class_balance)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.epochs_dense * int(np.ceil(len(images) / cfg.batch_size))
     sched = _schedule(opt, steps, cfg.lr)
@@ -81,24 +106,54 @@ def train_dense(images: np.ndarray, labels: np.ndarray, text: torch.Tensor, cfg:
     net.train()
     for ep in range(cfg.epochs_dense):
         order = rng.permutation(len(images))
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"dense teacher epoch {ep + 1}/{cfg.epochs_dense}")
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"dense teacher epoch {ep + 1}/{cfg.epochs_dense}",
+                   disable=not progress)
         for s in bar:
             idx = order[s:s + cfg.batch_size]
-            x = to_input(torch.as_tensor(images[idx]))
-            if rng.random() < 0.5:  # horizontal flip
-                x, y = x.flip(-1), torch.as_tensor(labels[idx]).long().flip(-1)
-            else:
-                y = torch.as_tensor(labels[idx]).long()
-            feat = net(x)
+            img, lab, offs = _random_crops(images[idx], labels[idx], cfg.dense_crop, rng)
+            x, y = to_input(jitter_colors(img, cfg.color_jitter, rng)), torch.as_tensor(lab).long()
+            coords = coord_channels(len(idx), x.shape[2], x.shape[3], images.shape[1:3], offs)
+            if rng.random() < 0.5:  # horizontal flip (a mirrored frame: the x coordinate flips with it)
+                x, y = x.flip(-1), y.flip(-1)
+                coords = torch.stack([coords[:, 0].flip(-1), -coords[:, 1].flip(-1)], 1)
+            feat = net(x, coords)
             logits = torch.einsum("bchw,kc->bkhw", feat, text) / cfg.temperature
             logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+            loss = F.cross_entropy(logits, y, weight=weight, ignore_index=IGNORE)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            if history is not None:
+                history.append(loss.item())
     return net.eval()
+
+
+def _random_crops(images: np.ndarray, labels: np.ndarray, crop: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
+    """One random ``crop`` (h, w) window per image of a batch (the whole image when it is smaller)."""
+    h, w = images.shape[1:3]
+    ch, cw = min(crop[0], h), min(crop[1], w)
+    ys = rng.integers(0, h - ch + 1, len(images))
+    xs = rng.integers(0, w - cw + 1, len(images))
+    return (np.stack([im[y:y + ch, x:x + cw] for im, y, x in zip(images, ys, xs)]),
+            np.stack([lb[y:y + ch, x:x + cw] for lb, y, x in zip(labels, ys, xs)]), np.stack([ys, xs], 1))
+
+
+def jitter_colors(images: np.ndarray, strength: float, rng) -> torch.Tensor:
+    """Photometric augmentation of uint8 [B, H, W, 3] images -> uint8 tensor: per image brightness, contrast,
+    saturation and per-channel gains, each a factor drawn from [1 - strength, 1 + strength]."""
+    x = torch.as_tensor(images).float()
+    if strength <= 0:
+        return x.round().to(torch.uint8)
+    b = len(images)
+    f = torch.as_tensor(1 + rng.uniform(-strength, strength, (b, 6)), dtype=torch.float32)
+    grey = x.mean(-1, keepdim=True)
+    x = grey + (x - grey) * f[:, 0, None, None, None]  # saturation
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * f[:, 1, None, None, None]  # contrast
+    x = x * f[:, 2, None, None, None] * f[:, None, None, 3:]  # brightness, channel gains
+    return x.clamp(0, 255).round().to(torch.uint8)
 
 
 def region_targets(regions: np.ndarray, labels_small: np.ndarray, num_classes: int) -> np.ndarray:
@@ -119,12 +174,17 @@ def proposals_for(images: np.ndarray, pcfg: ProposalConfig = ProposalConfig(), p
 
 
 def train_mask(images: np.ndarray, labels: np.ndarray, regions: list[np.ndarray], text: torch.Tensor,
-               cfg: CompactTrainConfig, net_cfg: MaskNetConfig | None = None) -> CompactMaskNet:
-    """Train the region classifier: CE over (region embedding . text) / temperature on majority-labelled regions."""
+               cfg: CompactTrainConfig, net_cfg: MaskNetConfig | None = None, history: list | None = None,
+               progress: bool = True) -> CompactMaskNet:
+    """Train the region classifier: CE over (region embedding . text) / temperature on majority-labelled regions.
+
+    ``regions``: per image int64 region ids at half resolution (:func:`proposals_for`). The loss of every step is
+    appended to ``history`` when given."""
     torch.manual_seed(cfg.seed + 1)
     k = text.shape[0]
     net = CompactMaskNet(net_cfg or MaskNetConfig(embed_dim=text.shape[1]))
     targets = [torch.as_tensor(region_targets(r, lab[::2, ::2], k)).long() for r, lab in zip(regions, labels)]
+    weight = class_weights(labels, k, cfg.class_balance)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.epochs_mask * int(np.ceil(len(images) / cfg.batch_size))
     sched = _schedule(opt, steps, cfg.lr)
@@ -132,22 +192,26 @@ def train_mask(images: np.ndarray, labels: np.ndarray, regions: list[np.ndarray]
     net.train()
     for ep in range(cfg.epochs_mask):
         order = rng.permutation(len(images))
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"mask teacher epoch {ep + 1}/{cfg.epochs_mask}")
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"mask teacher epoch {ep + 1}/{cfg.epochs_mask}",
+                   disable=not progress)
         for s in bar:
             idx = order[s:s + cfg.batch_size]
-            x = to_input(torch.as_tensor(images[idx]))
+            x = to_input(jitter_colors(images[idx], cfg.color_jitter, rng))
             embs = net(x, [torch.as_tensor(regions[i]) for i in idx])
             logits = torch.cat(embs) @ text.T / cfg.temperature
             y = torch.cat([targets[i] for i in idx])
             # weight regions by sqrt(area) so large surfaces matter but small objects are not drowned
             area = torch.cat([torch.bincount(torch.as_tensor(regions[i]).reshape(-1)).float() for i in idx])
             ok = y != IGNORE
-            loss = (F.cross_entropy(logits[ok], y[ok], reduction="none") * area[ok].sqrt()).sum() / area[ok].sqrt().sum()
+            wr = area[ok].sqrt() * weight[y[ok]]
+            loss = (F.cross_entropy(logits[ok], y[ok], reduction="none") * wr).sum() / wr.sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            if history is not None:
+                history.append(loss.item())
     return net.eval()
 
 
@@ -169,8 +233,20 @@ def teacher_label_maps(teacher, images: np.ndarray, text: torch.Tensor, progress
 
 
 def per_class_iou(preds: list[np.ndarray], gts: list[np.ndarray], k: int) -> np.ndarray:
-    """Pooled per-class IoU over pixel label maps (NaN for classes neither present nor predicted)."""
+    """Pooled per-class IoU over pixel label maps; NaN for classes absent from the ground truth (they are not
+    scored, as in the ScanNet benchmark)."""
     from ..eval.metrics import class_iou, confusion_matrix
 
     conf = sum(confusion_matrix(p.reshape(-1), g.reshape(-1), k) for p, g in zip(preds, gts))
-    return class_iou(conf)
+    iou = class_iou(conf)
+    iou[conf.sum(1) == 0] = np.nan
+    return iou
+
+
+def strict_wins(iou_a, iou_b, decimals: int = 1) -> tuple[list[int], list[int]]:
+    """Class indices where teacher a / teacher b is strictly better. IoUs (fractions) are compared as rounded
+    percentages with ``decimals`` decimals, so ties as printed and NaN (class not scored) count for neither."""
+    a = np.round(np.asarray(iou_a, np.float64) * 100, decimals)
+    b = np.round(np.asarray(iou_b, np.float64) * 100, decimals)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return np.flatnonzero(ok & (a > b)).tolist(), np.flatnonzero(ok & (b > a)).tolist()

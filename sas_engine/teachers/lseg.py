@@ -42,7 +42,7 @@ class LSegConfig:
     backbone: str = "vit_large_patch16_384"
     """timm model name of the ViT backbone."""
     backbone_kwargs: dict = field(default_factory=dict)
-    """Overrides passed to ``timm.create_model`` (tests build a scaled-down ViT: embed_dim, depth, num_heads, img_size)."""
+    """Overrides for ``timm.create_model`` (tests build a scaled-down ViT: embed_dim, depth, num_heads, img_size)."""
     hooks: tuple[int, ...] = (5, 11, 17, 23)
     """Blocks whose outputs feed the four decoder scales."""
     reassemble: tuple[int, ...] = (256, 512, 1024, 1024)

@@ -18,7 +18,8 @@ The release tags the caption with a POS tagger (keeps JJ). No tagger data can be
 :func:`extract_adjectives` uses a compact rule instead: a word is an adjective when it is in the built-in
 :data:`ADJECTIVES` list (colours, sizes, shapes, materials, states, ...) or, when it stands before the caption's first
 head noun, ends in a typical adjective suffix (-ous, -ful, -ive, -able, -ible, -less, -ish, -ic, -en, -ed) after a
-stem of at least 3 letters and is not a stop word (which also lists common nouns with those endings: table, kitchen...). Known limitation: rare adjectives without those suffixes that are not in the list are dropped.
+stem of at least 3 letters and is not a stop word (which also lists common nouns with those endings: table, kitchen...).
+Known limitation: rare adjectives without those suffixes that are not in the list are dropped.
 """
 from __future__ import annotations
 

@@ -135,10 +135,11 @@ def test_query_typed_in_browser_recolours_the_viewer(fixture_state, chromium, tm
         wait_for(lambda: cdp.eval("!!document.querySelector('#sas-query textarea, #sas-query input')"), 20,
                  "the query box")
         cdp.eval("document.querySelector('#sas-query textarea, #sas-query input').focus()")
-        cdp.call("Input.insertText", text="a chair in a scene")  # the fake encoder has no synonyms
+        cdp.call("Input.insertText", text="a chair in a scene")  # the fake encoder knows no synonyms
         cdp.eval("document.querySelector('#sas-query-btn').click()")
 
-        wait_for(lambda: session.query is not None and session.query.text == "a chair in a scene", 30, "the query to arrive")
+        wait_for(lambda: session.query is not None and session.query.text == "a chair in a scene", 30,
+                 "the query to arrive")
         wait_for(lambda: not np.array_equal(np.asarray(cv.a.colors), before), 30, "the viewer colours to change")
         eng = state.engine("fixture0000_00", session.query_layer)
         heat, _, _ = normalize_heat(eng.similarity("a chair in a scene"))
@@ -149,8 +150,8 @@ def test_query_typed_in_browser_recolours_the_viewer(fixture_state, chromium, tm
         top = np.argsort(-np.nan_to_num(heat, nan=-1))[:100]
         assert ((top >= 800) & (top < 1200)).mean() > 0.9
         # the page shows the colour bar and the top regions
-        wait_for(lambda: cdp.eval("(document.querySelector('#sas-colorbar')?.textContent || '').includes('cosine')"), 20,
-                 "the colour bar")
+        colorbar = "(document.querySelector('#sas-colorbar')?.textContent || '').includes('cosine')"
+        wait_for(lambda: cdp.eval(colorbar), 20, "the colour bar")
 
         # let the viewer draw, then keep a screenshot for people to look at
         time.sleep(2.0)  # rendering time of software WebGL; the assertions above do not depend on it

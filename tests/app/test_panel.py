@@ -7,7 +7,7 @@ import pytest
 
 from app.panel import Panel, build_blocks
 from app.picking import pick_point
-from app.viewer import display_geometry
+from app.viewer import ceiling_points, display_geometry
 
 SID = "fixture0000_00"
 
@@ -82,6 +82,7 @@ def test_bad_inputs_through_handlers(fixture_state, tmp_path):
     p = Panel(fixture_state)
     token = p.load(None)[1]
     assert "unknown scene" in p.select_scene(token, "nope")[0]
+    assert p.select_scene(token, None)[0] == ""  # an emptied dropdown is not an error
     assert "outside the configured data roots" in p.open_folder(token, "/etc")[0]
     assert "outside the configured data roots" in p.open_folder(token, f"{fixture_state.data_roots[0]}/../..")[0]
     assert "expired" in p.query("not-a-token", "chair", 0.5, 5, None)[0]
@@ -103,3 +104,15 @@ def test_pick_point_and_display_geometry():
     assert precision == "float16" and 0.004 <= size <= 0.1 and dx > 3
     far = pts * 100
     assert display_geometry(far)[3] == "float32"
+
+
+def test_ceiling_detection():
+    g = np.random.default_rng(0)
+    floor = np.c_[g.uniform(0, 4, (500, 2)), np.zeros(500)]
+    ceiling = np.c_[g.uniform(0, 4, (500, 2)), np.full(500, 2.6)]
+    chair = g.uniform(0, 1, (200, 3))
+    room = np.concatenate([floor, ceiling, chair]).astype(np.float32)
+    hidden = ceiling_points(room)
+    assert hidden[500:1000].all() and not hidden[:500].any() and not hidden[1000:].any()
+    no_ceiling = np.concatenate([floor, chair]).astype(np.float32)
+    assert not ceiling_points(no_ceiling).any()  # the chair top is a few points, not a layer

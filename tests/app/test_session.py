@@ -17,7 +17,6 @@ from sas_engine.io.ply import read_ply
 from sas_engine.io.writers import read_scannet_submission
 from sas_engine.labels import SCANNET20, SCANNET20_NYU40
 from sas_engine.query import normalize_heat
-from sas_engine.store import ArtefactStore
 
 
 SID = "fixture0000_00"
@@ -29,7 +28,10 @@ TABLE = slice(1600, 2000)
 def test_layers_list_only_what_is_stored(fixture_state, scene_factory):
     lay = fixture_state.layers(SID)
     assert [l.artefact for l in lay.teachers] == ["fused.lseg_compact", "fused.seem_compact"]
-    assert [l.artefact for l in lay.fusions] == ["fused.add", "fused.sas"]  # no fused.linear stored: not listed
+    # teachers are named for what they are (display names from the teachers' registry)
+    assert [l.label for l in lay.teachers] == ["dense teacher (compact, LSeg-style)",
+                                               "mask teacher (compact, SEEM-style)"]
+    assert [l.artefact for l in lay.fusions] == ["fused.add", "fused.sas"]  # no fused.linear stored, not listed
     assert [l.artefact for l in lay.pred3d] == ["pred3d.demo"]
     assert [l.artefact for l in lay.query_layers()][:2] == ["pred3d.demo", "fused.sas"]
     assert lay.capability_tables() == ["capability.tiny_sd"]

@@ -101,3 +101,40 @@ def test_capability_command(tmp_path, monkeypatch):
     assert np.isnan(t.scores[:, 2]).all()                  # excluded: unknown capability
     assert t.linear_weights is not None and abs(sum(t.linear_weights) - 1) < 1e-9
     assert (store / "_shared" / "capability.synthetic.png").is_file()
+
+
+def test_fuse_single_teacher_mode(tmp_path, monkeypatch):
+    """--mode <teacher>: the cached per-frame outputs are fused with the geometry helper's multi-view fusion."""
+    from PIL import Image
+
+    from sas_engine.teachers import cache
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    n = 200
+    pts = np.c_[rng.uniform(-0.5, 0.5, (n, 2)), np.full(n, 1.5)].astype(np.float32)
+    pts[:20, 2] = 3.0                                   # behind the depth surface: occluded in the only view
+    p3 = root / "scannet_3d" / "val" / "scene0008_00.pth"
+    p3.parent.mkdir(parents=True)
+    torch.save((pts, np.zeros((n, 3), np.float32), np.zeros(n, np.float32)), p3)
+    f2 = root / "scannet_2d" / "scene0008_00"
+    for sub in ("color", "depth", "pose"):
+        (f2 / sub).mkdir(parents=True)
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(f2 / "color" / "0.jpg")
+    Image.fromarray(np.full((240, 320), 1500, np.uint16)).save(f2 / "depth" / "0.png")
+    np.savetxt(f2 / "pose" / "0.txt", np.eye(4))
+    feat = torch.zeros(60, 80, 4)
+    feat[..., 1] = 1.0
+
+    def fake_source(store, scene, teacher_name, device="cpu"):
+        assert teacher_name == "lseg_compact"
+        return lambda i, frame: (feat, None)
+
+    monkeypatch.setattr(cache, "cached_feature_source", fake_source)
+    store = tmp_path / "store"
+    assert main(["fuse", str(p3), "--mode", "lseg_compact", "--store", str(store)]) == 0
+    got = load_any(ArtefactStore(store), "scene0008_00", "fused.lseg_compact")
+    assert got["features"].shape == (n, 4) and got["features"].dtype == torch.float16
+    assert not bool(got["mask"][:20].any()) and bool(got["mask"][20:].all())
+    assert torch.equal(got["view_count"][20:], torch.ones(n - 20, dtype=torch.int32))
+    assert torch.all(got["features"][20:].float() == torch.tensor([0.0, 1.0, 0.0, 0.0]))

@@ -182,3 +182,16 @@ def test_cli_extract(dense_root, tiny_clip_ckpt, tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out.strip())["skipped"] == 3
     assert main(["extract", "--teacher", "precomputed"]) == 2  # neither scene nor split: clear error
     assert "either a scene or --split" in capsys.readouterr().err
+
+
+def test_dense_network_teacher_through_cache(tiny_clip_ckpt, tmp_path):
+    path, _ = tiny_clip_ckpt
+    t = build_teacher("clip_dense", checkpoint=str(path), arch="sas-test-tiny", upsample=2)
+    scene = _scene()
+    s = extract_scene(scene, t, tmp_path / "store", ExtractConfig(batch=3), progress=False)
+    assert s["computed"] == 3
+    src = cached_feature_source(tmp_path / "store", scene, "clip_dense")
+    feat, valid = src(2, scene.frames[2])
+    ref = t.predict(scene.frames[2].color)
+    assert valid is None and feat.dtype == torch.float16 and feat.shape == ref.shape == (*t.output_size(H, W), 32)
+    assert torch.allclose(feat.float(), ref, atol=2e-3)

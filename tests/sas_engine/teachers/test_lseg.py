@@ -22,7 +22,8 @@ RELEASED_KEYS = [
     "net.pretrained.act_postprocess2.4.bias", "net.pretrained.act_postprocess3.3.weight",
     "net.pretrained.act_postprocess4.4.weight", "net.scratch.layer1_rn.weight", "net.scratch.layer4_rn.weight",
     "net.scratch.refinenet1.out_conv.weight", "net.scratch.refinenet1.resConfUnit1.conv1.weight",
-    "net.scratch.refinenet1.resConfUnit1.bn1.running_mean", "net.scratch.refinenet4.resConfUnit2.bn2.num_batches_tracked",
+    "net.scratch.refinenet1.resConfUnit1.bn1.running_mean",
+    "net.scratch.refinenet4.resConfUnit2.bn2.num_batches_tracked",
     "net.scratch.head1.weight", "net.scratch.head1.bias", "net.clip_pretrained.visual.conv1.weight",
     "net.clip_pretrained.token_embedding.weight", "net.clip_pretrained.text_projection",
 ]

@@ -1,0 +1,186 @@
+"""The viser side without a browser: a recording stand-in for one connected client checks what is sent."""
+from __future__ import annotations
+
+import contextlib
+import types
+
+import numpy as np
+import pytest
+
+from app.viewer import Viewer
+
+SID = "fixture0000_00"
+
+
+class Handle:
+    """Records every property assignment (what viser would send)."""
+
+    def __init__(self, log, name, **props):
+        object.__setattr__(self, "_log", log)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "props", dict(props))
+        object.__setattr__(self, "removed", False)
+
+    def __setattr__(self, k, v):
+        self._log.append(("set", self.name, k))
+        self.props[k] = v
+
+    def __getattr__(self, k):
+        try:
+            return self.props[k]
+        except KeyError:
+            raise AttributeError(k) from None
+
+    def remove(self):
+        object.__setattr__(self, "removed", True)
+        self._log.append(("remove", self.name, None))
+
+
+class FakeClient:
+    def __init__(self, client_id=7):
+        self.client_id = client_id
+        self.log: list = []
+        self.click_cb = None
+        log = self.log
+        outer = self
+
+        def add(kind):
+            def f(name, *args, **kw):
+                log.append((kind, name, None))
+                if kind == "add_point_cloud":
+                    kw.update(points=args[0], colors=args[1], visible=kw.get("visible", True))
+                if kind == "add_label":
+                    kw.update(text=args[0])
+                return Handle(log, name, **kw)
+            return f
+
+        def on_click(**kw):
+            def deco(fn):
+                outer.click_cb = fn
+                return fn
+            return deco
+
+        self.scene = types.SimpleNamespace(add_point_cloud=add("add_point_cloud"), add_label=add("add_label"),
+                                           add_icosphere=add("add_icosphere"), on_click=on_click)
+        self.gui = types.SimpleNamespace(add_folder=lambda *a, **k: contextlib.nullcontext(),
+                                         add_markdown=lambda text: Handle(log, "markdown", content=text))
+        self.camera = types.SimpleNamespace()
+
+    def atomic(self):
+        return contextlib.nullcontext()
+
+    def count(self, kind, name=None):
+        return sum(1 for k, n, _ in self.log if k == kind and (name is None or n == name))
+
+
+@pytest.fixture
+def viewer(fixture_state, monkeypatch):
+    v = Viewer(fixture_state, port=0)
+    yield v
+    v.stop()
+    fixture_state.viewer = None
+
+
+def test_points_sent_once_then_only_colours(fixture_state, viewer, monkeypatch):
+    st = fixture_state
+    s = st.new_session("tab1")
+    s.select_scene(SID)
+    client = FakeClient()
+    monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
+    viewer._connect(client)
+    assert client.count("add_point_cloud", "/sas/a") == 1
+    a = [h for h in viewer.clients_of("tab1")][0].a
+    np.testing.assert_array_equal(a.colors, st.scene(SID).colors)
+    pts = a.points
+    np.testing.assert_allclose(pts + viewer.clients_of("tab1")[0].center, st.scene(SID).points, atol=1e-5)
+
+    s.run_query("a chair in a scene")
+    s.set_threshold(0.8)
+    s.set_modes("layer:fused.sas")
+    s.run_query("chair, sofa")
+    assert client.count("add_point_cloud") == 1  # no points re-sent
+    assert client.count("set", "/sas/a") >= 4
+    np.testing.assert_array_equal(a.colors, s.view_a.colors)
+    assert client.count("add_label") >= 1  # top-k regions of the heat query were labelled in 3D
+
+    s.set_modes("gt", compare=True, mode_b="disagreement")
+    assert client.count("add_point_cloud", "/sas/b") == 1
+    b = viewer.clients_of("tab1")[0].b
+    np.testing.assert_array_equal(b.colors, s.view_b.colors)
+    assert b.position[0] > 0 and b.visible
+    s.run_query("a sofa in a scene")
+    s.set_modes("rgb", compare=False)
+    s.set_modes("gt", compare=True, mode_b="superpoints")
+    assert client.count("add_point_cloud") == 2  # each cloud's points went out exactly once
+    assert b.visible and not a.removed
+
+    # another tab's actions never touch this client
+    other = st.new_session("tab2")
+    other.select_scene(SID)
+    before = len(client.log)
+    other.run_query("a table in a scene")
+    assert len(client.log) == before
+
+
+def test_click_inspects_the_nearest_point(fixture_state, viewer, monkeypatch):
+    st = fixture_state
+    s = st.new_session("tab1")
+    s.select_scene(SID)
+    client = FakeClient()
+    monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
+    viewer._connect(client)
+    cv = viewer.clients_of("tab1")[0]
+    target = 900
+    p = cv.local[target]
+    origin = p + np.array([0.0, 0.0, 5.0])
+    ev = types.SimpleNamespace(client_id=client.client_id, ray_origin=tuple(origin), ray_direction=(0.0, 0.0, -1.0))
+    client.click_cb(ev)
+    assert s.inspect_serial == 1 and s.inspection.startswith("**Point ")
+    picked = int(s.inspection.split()[1].strip("*"))
+    # the picked point lies on the ray (within the pick radius) and is the first one hit from above
+    d = np.linalg.norm(cv.local[picked, :2] - p[:2])
+    assert d <= cv.point_size + 1e-6 and cv.local[picked, 2] >= p[2] - 1e-6
+    assert cv.markdown.content == s.inspection
+    assert client.count("add_icosphere", "/sas/pick") == 1
+    miss = types.SimpleNamespace(client_id=client.client_id, ray_origin=(50.0, 50.0, 50.0),
+                                 ray_direction=(0.0, 0.0, 1.0))
+    client.click_cb(miss)
+    assert s.inspect_serial == 1 and "No point" in cv.markdown.content
+
+
+def test_direct_visitor_gets_its_own_session(fixture_state, viewer, monkeypatch):
+    monkeypatch.setattr(viewer, "_token_of", lambda c: None)
+    client = FakeClient(client_id=3)
+    viewer._connect(client)
+    assert "viser3" in fixture_state.sessions
+    assert fixture_state.session("viser3").scene_id == SID
+    assert client.count("add_point_cloud", "/sas/a") == 1
+    viewer._disconnect(client)
+    assert "viser3" not in fixture_state.sessions
+    assert viewer.url("abc").endswith("websocket=ws%3A%2F%2F127.0.0.1%3A" + str(viewer.port) + "%2Fsas%2Fabc")
+
+
+def test_hidden_ceiling_and_index_mapping(fixture_state, viewer, monkeypatch):
+    from sas_engine.scene import Scene
+
+    g = np.random.default_rng(1)
+    ceiling = np.c_[g.uniform(0, 4, (600, 2)), np.full(600, 2.6)]
+    floor = np.c_[g.uniform(0, 4, (600, 2)), np.zeros(600)]
+    pts = np.concatenate([ceiling, floor]).astype(np.float32)  # ceiling first: indices must be mapped back
+    fixture_state.add_scene(Scene("room0000_00", pts, np.full((1200, 3), 128, np.uint8)))
+    s = fixture_state.new_session("tab1")
+    s.select_scene("room0000_00")
+    client = FakeClient()
+    monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
+    viewer._connect(client)
+    cv = viewer.clients_of("tab1")[0]
+    assert len(cv.a.points) == 600 and len(cv.a.colors) == 600  # ceiling not sent
+    assert "Ceiling hidden (600 points)" in cv.markdown.content
+    target = 900  # a floor point
+    p = pts[target] - cv.center
+    client.click_cb(types.SimpleNamespace(client_id=client.client_id, ray_origin=tuple(p + [0, 0, 10.0]),
+                                          ray_direction=(0.0, 0.0, -1.0)))
+    picked = int(s.inspection.split()[1].strip("*"))
+    assert 600 <= picked < 1200 and np.linalg.norm(pts[picked, :2] - pts[target, :2]) <= cv.point_size + 1e-6
+    s.set_modes("rgb")  # a colour update sends the shown subset too
+    assert len(cv.a.colors) == 600
