@@ -66,19 +66,12 @@ def load_student(path, model: str | None = None, device="cpu") -> tuple[torch.nn
     """Load a student for inference from a trainer checkpoint (records its preset, width and voxel size) or from an
     OpenScene/SAS checkpoint (``state_dict`` with ``net3d.`` / ``module.`` prefixes: pass ``model``; the output width is
     read from ``final.kernel``). Returns (model in eval mode, metadata dict with run / voxel_size when known)."""
-    from pathlib import Path
-
     from ..errors import SASInputError
+    from ..io.files import torch_load
     from ..models.checkpoint import extract_state_dict, load_mink_checkpoint
     from ..models.mink_unet import build_model
 
-    path = Path(path)
-    if not path.is_file():
-        raise SASInputError(path, "checkpoint file not found")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SASInputError(path, f"not a loadable checkpoint ({type(e).__name__}: {e})") from e
+    ck = torch_load(path, what="student checkpoint")
     sd = extract_state_dict(ck, path)
     cfg = ck.get("config", {}) if isinstance(ck, dict) and isinstance(ck.get("config"), dict) else {}
     name = model or cfg.get("model")

@@ -35,9 +35,9 @@ def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequenti
 class DenseNetConfig:
     """Architecture of the compact dense teacher."""
 
-    width: int = 32
+    width: int = 48
     """Channels at 1/4 resolution (2x at 1/8, 0.75x in the stem)."""
-    context_blocks: int = 1
+    context_blocks: int = 2
     """3x3 convolutions at 1/8 resolution after the downsampling one; each widens the receptive field by 16 px
     (receptive field ``15 + 16 * context_blocks`` px: 31 px for 1 block), i.e. how much context a pixel sees."""
     coords: bool = True
