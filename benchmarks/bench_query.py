@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                     "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
 
     result["text_minilm"] = encoder_timings(get_text_encoder("minilm"), 10)
-    clip = get_text_encoder(f"openclip:ViT-B-32")
+    clip = get_text_encoder("openclip:ViT-B-32")
     result["text_openclip_vitb32"] = encoder_timings(clip, 10)
     if clip.dim != c:
         raise SystemExit(f"open_clip text dim {clip.dim} != feature dim {c}")

@@ -23,14 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
-    import numpy as np
     import torch
 
     from sas_engine.config import config_dict
     from sas_engine.labels import get_label_set
     from sas_engine.synth import ensure_split
     from sas_engine.teachers.compact import CompactDenseTeacher, CompactMaskTeacher, save_compact
-    from sas_engine.teachers.compact_nets import DenseNetConfig, MaskNetConfig
     from sas_engine.teachers.compact_train import (CompactTrainConfig, collect_frames, per_class_iou, proposals_for,
                                                    teacher_label_maps, train_dense, train_mask)
     from sas_engine.teachers.proposals import ProposalConfig
@@ -70,7 +68,8 @@ def main(argv=None) -> int:
         teacher = CompactDenseTeacher(p)
         iou = per_class_iou(teacher_label_maps(teacher, vimages, text), list(vlabels), len(vocab))
         report["lseg_compact"] = iou
-        save_compact(p, "compact_dense", dense, {**base, "net": dataclasses.asdict(dense.cfg)}, _metrics(ls, iou, len(vimages)))
+        save_compact(p, "compact_dense", dense, {**base, "net": dataclasses.asdict(dense.cfg)},
+                     _metrics(ls, iou, len(vimages)))
     if args.only in (None, "mask"):
         t, c = time.time(), time.process_time()
         pcfg = ProposalConfig()

@@ -72,7 +72,7 @@ def run(args) -> int:
 
     from ..errors import SASInputError
     from ..teachers import build_teacher
-    from ..teachers.cache import ExtractConfig, dist_env, extract_scene, extract_split, split_scene_paths
+    from ..teachers.cache import ExtractConfig, dist_env, extract_scene, extract_split
 
     if (args.scene is None) == (args.split is None):
         raise SASInputError(None, "give either a scene or --split")

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 

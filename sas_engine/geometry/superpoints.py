@@ -22,7 +22,7 @@ Without a mesh (lidar) each point is its own superpoint; :func:`compute_superpoi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 

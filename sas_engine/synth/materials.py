@@ -264,7 +264,7 @@ def _planks(p, la, na, c1, c2, s, var):
 
 
 def _canvas(p, la, na, c1, c2, s, var):
-    x, y = p[:, 0], p[:, 1]
+    _x, _y = p[:, 0], p[:, 1]
     out = np.empty((len(p), 3), dtype=np.float32)
     third = np.clip(1.0 - c1 * 0.8 + 0.1, 0, 1)
     # 0: abstract colour fields

@@ -50,8 +50,11 @@ def read_compact(path: str | Path, kind: str) -> dict:
 
 
 def _build(net_cls, cfg_cls, ck: dict, path) -> torch.nn.Module:
-    net = net_cls(cfg_cls(**ck["config"]["net"]))
-    missing, unexpected = net.load_state_dict(ck["state_dict"], strict=False)
+    try:
+        net = net_cls(cfg_cls(**ck["config"]["net"]))
+        missing, unexpected = net.load_state_dict(ck["state_dict"], strict=False)
+    except (TypeError, RuntimeError) as e:  # unknown config fields / tensor shapes that do not fit
+        raise SASInputError(path, f"weights do not match the recorded architecture: {str(e)[:300]}") from e
     if missing or unexpected:
         raise SASInputError(path, f"state dict does not match the architecture: missing {missing[:5]}, "
                                   f"unexpected {unexpected[:5]}")

@@ -87,7 +87,8 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float) -> torch.T
 
 
 def _schedule(opt, total: int, lr: float):
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(it, total) / total)))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda it: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(it, total) / total)))
 
 
 def train_dense(images: np.ndarray, labels: np.ndarray, text: torch.Tensor, cfg: CompactTrainConfig,
@@ -169,7 +170,8 @@ def region_targets(regions: np.ndarray, labels_small: np.ndarray, num_classes: i
     return tgt
 
 
-def proposals_for(images: np.ndarray, pcfg: ProposalConfig = ProposalConfig(), progress: bool = True) -> list[np.ndarray]:
+def proposals_for(images: np.ndarray, pcfg: ProposalConfig = ProposalConfig(),
+                  progress: bool = True) -> list[np.ndarray]:
     """Region proposals of every image at half resolution (what the mask teacher sees)."""
     return [propose_regions(img[::2, ::2], pcfg) for img in tqdm(images, desc="region proposals", disable=not progress)]
 

@@ -65,7 +65,6 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
 
     # a second run only reads the caches
     before = {p: p.stat().st_mtime_ns for p in store.scene_dir(sid).iterdir()}
-    t = time.time()
     run_split(store, ensure_split("tiny")[:1], pcfg, student=False)
     assert {p: p.stat().st_mtime_ns for p in store.scene_dir(sid).iterdir() if p in before} == before
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sas_engine.synth.materials import Material, MaterialTable, value_noise, value_noise_numpy
-from sas_engine.synth.primitives import Primitive, box, count_vertices, cylinder, facing_panel, tessellate, yaw_matrix
+from sas_engine.synth.primitives import box, count_vertices, cylinder, facing_panel, tessellate, yaw_matrix
 
 
 def _tri_normals(t):
