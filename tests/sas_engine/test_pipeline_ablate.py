@@ -2,7 +2,6 @@
 artefact is produced and cached, the ablation writes its report, and the exported student loads for inference."""
 import dataclasses
 import json
-import time
 
 import numpy as np
 import pytest
