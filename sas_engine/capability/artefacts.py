@@ -16,21 +16,19 @@ KIND = "fused"
 
 def load_any(store, scene_id: Optional[str], name: str) -> dict:
     """Payload of ``name`` made by any config (format version and kind are still checked). Raises
-    :class:`SASInputError` naming the file when it does not exist."""
-    h = store.header(scene_id, name)
-    if h is None:
-        raise SASInputError(store.path(scene_id, name), "artefact not found")
+    :class:`SASInputError` naming the file when it does not exist or is not a fusion artefact."""
     from ..errors import StaleArtefactError
 
-    cfg, inp = h.get("config"), h.get("inputs")
-    last = None
-    for c in (cfg or None, cfg):          # a header stores {} both for "no config" and an empty dict
-        for i in (inp or None, inp):
-            try:
-                return store.load(scene_id, name, kind=h.get("kind"), config=c, inputs=i)
-            except StaleArtefactError as e:
-                last = e
-    raise SASInputError(store.path(scene_id, name), f"unreadable artefact ({last})")
+    try:
+        obj = store.read_any(scene_id, name)
+    except StaleArtefactError as e:
+        raise SASInputError(store.path(scene_id, name), f"unreadable artefact ({e})") from e
+    if obj is None:
+        raise SASInputError(store.path(scene_id, name), "artefact not found")
+    header = obj.pop("__header__")
+    if header.get("kind") != KIND:
+        raise SASInputError(store.path(scene_id, name), f"holds a {header.get('kind')!r} artefact, not {KIND!r}")
+    return obj
 
 
 def save_fused(store, scene_id: str, mode: str, result: FusedResult, config: dict) -> str:

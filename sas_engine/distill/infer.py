@@ -49,17 +49,13 @@ def infer_points(model: torch.nn.Module, points: np.ndarray, voxel_size: float, 
         acc = None
         for aug, s in passes:
             coords, inv, _ = batch_voxels([points], voxel_size, aug, [s])
-            out = forward_voxels(model, coords, device)[inv[0].to(out_device(device))].float()
+            out = forward_voxels(model, coords, device)[inv[0].to(device)].float()
             if tta:
                 out = torch.nn.functional.normalize(out, dim=-1)
             acc = out if acc is None else acc + out
         return (acc / len(passes)).to(torch.float16).cpu()
     finally:
         model.train(was_training)
-
-
-def out_device(device) -> torch.device:
-    return torch.device(device)
 
 
 def load_student(path, model: str | None = None, device="cpu") -> tuple[torch.nn.Module, dict]:

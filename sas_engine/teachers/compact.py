@@ -37,13 +37,10 @@ def save_compact(path: str | Path, kind: str, net: torch.nn.Module, config: dict
 
 def read_compact(path: str | Path, kind: str) -> dict:
     """Read and check a compact-teacher checkpoint (clear errors for missing, foreign or wrong-kind files)."""
+    from ..io.files import torch_load
+
     path = Path(path)
-    if not path.is_file():
-        raise SASInputError(path, "compact teacher checkpoint not found (run scripts/train_compact_teachers.py)")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SASInputError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from e
+    ck = torch_load(path, what="compact teacher checkpoint (see scripts/train_compact_teachers.py)")
     if not isinstance(ck, dict) or ck.get("kind") != kind or ck.get("format_version") != FORMAT_VERSION:
         raise SASInputError(path, f"not a {kind} checkpoint of format {FORMAT_VERSION}")
     return ck
