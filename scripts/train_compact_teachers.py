@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> int:
     import torch
 
-    from sas_engine.config import config_dict
     from sas_engine.labels import get_label_set
     from sas_engine.synth import ensure_split
     from sas_engine.teachers.compact import CompactDenseTeacher, CompactMaskTeacher, save_compact
     from sas_engine.teachers.compact_train import (CompactTrainConfig, collect_frames, per_class_iou, proposals_for,
-                                                   teacher_label_maps, train_dense, train_mask)
+                                                   teacher_label_maps, teacher_train_config, train_dense,
+                                                   train_mask)
     from sas_engine.teachers.proposals import ProposalConfig
     from sas_engine.teachers.text import get_text_encoder
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     images, labels = collect_frames(ensure_split(cfg.train_split), cfg.frame_step)
     vimages, vlabels = collect_frames(ensure_split(cfg.val_split), cfg.frame_step)
     print(f"training frames {len(images)}, validation frames {len(vimages)}")
-    base = {"train": config_dict(cfg), "text_encoder": "minilm", "vocabulary": vocab, "template": cfg.template}
+    base = {"text_encoder": "minilm", "vocabulary": vocab, "template": cfg.template}
     report = {}
     timings = {}
     if args.only in (None, "dense"):
@@ -64,11 +64,11 @@ def main(argv=None) -> int:
         timings["dense_train_s"] = round(time.time() - t, 1)
         timings["dense_train_cpu_s"] = round(time.process_time() - c, 1)
         p = save_compact(args.out / "lseg_compact.pt", "compact_dense", dense,
-                         {**base, "net": dataclasses.asdict(dense.cfg)}, {})
+                         {**base, "train": teacher_train_config(cfg, "compact_dense"), "net": dataclasses.asdict(dense.cfg)}, {})
         teacher = CompactDenseTeacher(p)
         iou = per_class_iou(teacher_label_maps(teacher, vimages, text), list(vlabels), len(vocab))
         report["lseg_compact"] = iou
-        save_compact(p, "compact_dense", dense, {**base, "net": dataclasses.asdict(dense.cfg)},
+        save_compact(p, "compact_dense", dense, {**base, "train": teacher_train_config(cfg, "compact_dense"), "net": dataclasses.asdict(dense.cfg)},
                      _metrics(ls, iou, len(vimages)))
     if args.only in (None, "mask"):
         t, c = time.time(), time.process_time()
@@ -77,12 +77,16 @@ def main(argv=None) -> int:
         mask = train_mask(images, labels, regions, text, cfg)
         timings["mask_train_s"] = round(time.time() - t, 1)  # proposals included
         timings["mask_train_cpu_s"] = round(time.process_time() - c, 1)
-        meta = {**base, "net": dataclasses.asdict(mask.cfg), "proposals": dataclasses.asdict(pcfg)}
+        meta = {**base, "train": teacher_train_config(cfg, "compact_mask"), "net": dataclasses.asdict(mask.cfg), "proposals": dataclasses.asdict(pcfg)}
         p = save_compact(args.out / "seem_compact.pt", "compact_mask", mask, meta, {})
         teacher = CompactMaskTeacher(p)
         iou = per_class_iou(teacher_label_maps(teacher, vimages, text), list(vlabels), len(vocab))
         report["seem_compact"] = iou
         save_compact(p, "compact_mask", mask, meta, _metrics(ls, iou, len(vimages)))
+    for name, kind in (("lseg_compact", "compact_dense"), ("seem_compact", "compact_mask")):
+        if name not in report and (args.out / f"{name}.pt").is_file():  # --only: report the other one as saved
+            report[name] = _recorded_iou(args.out / f"{name}.pt", kind, ls)
+    report = {n: report[n] for n in ("lseg_compact", "seem_compact") if n in report}
     sizes = {f"{n}_mb": round((args.out / f"{n}.pt").stat().st_size / 2 ** 20, 2) for n in report}
     command = "python3 scripts/train_compact_teachers.py " + " ".join(argv if argv is not None else sys.argv[1:])
     _write_report(args.report, ls, report, {**timings, "total_s": round(time.time() - t0, 1), "threads": args.threads,
@@ -96,6 +100,16 @@ def _metrics(ls, iou, val_frames: int) -> dict:
 
     return {"val_iou": {n: (None if not np.isfinite(v) else round(float(v) * 100, 2)) for n, v in zip(ls.names, iou)},
             "val_miou": round(float(np.nanmean(iou)) * 100, 2), "val_frames": int(val_frames)}
+
+
+def _recorded_iou(path: Path, kind: str, ls):
+    """Per-class IoU (fractions, NaN = unscored) recorded in a saved compact checkpoint's metrics."""
+    import numpy as np
+
+    from sas_engine.teachers.compact import read_compact
+
+    val = read_compact(path, kind)["metrics"].get("val_iou", {})
+    return np.array([np.nan if val.get(n) is None else val[n] / 100 for n in ls.names])
 
 
 def _write_report(stem: Path, ls, report: dict, timings: dict, command: str) -> None:

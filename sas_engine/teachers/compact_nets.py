@@ -39,7 +39,10 @@ class DenseNetConfig:
     """Channels at 1/4 resolution (2x at 1/8, 0.75x in the stem)."""
     context_blocks: int = 2
     """3x3 convolutions at 1/8 resolution after the downsampling one; each widens the receptive field by 16 px
-    (receptive field ``15 + 16 * context_blocks`` px: 31 px for 1 block), i.e. how much context a pixel sees."""
+    (receptive field ``15 + 16 * context_dilation * context_blocks`` px: 31 px for 1 block), i.e. how much context
+    a pixel sees."""
+    context_dilation: int = 1
+    """Dilation of those context convolutions (a cheap way to widen the receptive field)."""
     coords: bool = True
     """Two extra input channels with the pixel's normalised (y, x) position in the frame, the compact stand-in for
     a ViT's absolute position embeddings (LSeg's backbone has them; a small CNN otherwise cannot tell where in
@@ -63,9 +66,9 @@ class CompactDenseNet(nn.Module):
     """Per-pixel embeddings at 1/4 of the input resolution (``ceil(H/4) x ceil(W/4)``), L2-normalised.
 
     A local, texture-driven model like a patch-level LSeg: stem to 1/4, a short context path at 1/8 upsampled and
-    fused 1x1 with the 1/4 features, and a 1x1 head into the text space. The receptive field is small
-    (``15 + 16 * context_blocks`` px), so what a pixel is depends on its surface appearance, not on the
-    object it belongs to.
+    fused 1x1 with the 1/4 features, and a 1x1 head into the text space. The receptive field is limited
+    (``15 + 16 * context_dilation * context_blocks`` px; 111 px of a 320 px frame as shipped), so what a pixel is
+    depends on its surface appearance and its surroundings, never on a whole-object decision.
     """
 
     def __init__(self, cfg: DenseNetConfig = DenseNetConfig()):
@@ -73,7 +76,7 @@ class CompactDenseNet(nn.Module):
         w = cfg.width
         self.cfg = cfg
         self.stem = nn.Sequential(_cbr(5 if cfg.coords else 3, w * 3 // 4, 2), _cbr(w * 3 // 4, w, 2))
-        self.ctx = nn.Sequential(_cbr(w, 2 * w, 2), *[_cbr(2 * w, 2 * w) for _ in range(cfg.context_blocks)])
+        self.ctx = nn.Sequential(_cbr(w, 2 * w, 2), *[_cbr(2 * w, 2 * w, dilation=cfg.context_dilation) for _ in range(cfg.context_blocks)])
         self.fuse = nn.Sequential(nn.Conv2d(3 * w, 3 * w, 1, bias=False), nn.BatchNorm2d(3 * w), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(3 * w, cfg.embed_dim, 1)
 
