@@ -67,14 +67,32 @@ class DistillConfig:
     """Temperature of the stage-2 cross-entropy logits (cosine / temperature)."""
     augment: bool = True
     """OpenScene's augmentation (rotation, scale, flips) during training."""
+    crop_points: int = 0
+    """When > 0, each training scene is cut to the ``crop_points`` points nearest (horizontally) to a random point of
+    it, a floor-to-ceiling disc, before voxelisation (0 = whole scenes, as OpenScene). On CPU this buys many more
+    optimiser steps for the same time. Validation and inference always see whole scenes."""
     seed: int = 0
     """Seed of initialisation, data order and augmentation."""
     val_every: int = 5
     """Validate (eval mode, mIoU) every n epochs and at the last epoch; 0 = only at the end."""
+    checkpoint_every: int = 1
+    """Write ``last.pt`` (and the stage-2 histories) every n epochs and at the last one; a killed run resumes from
+    the newest. Raise it when epochs are short (cropped scenes): a checkpoint with Adam state is ~50 MB."""
     amp: bool = True
     """bfloat16 autocast when running on CUDA (ignored on CPU)."""
     init_checkpoint: str = ""
     """Start from these weights (e.g. a stage-1 run's best.pt) instead of random initialisation."""
+
+
+def crop_disc(points: np.ndarray, max_points: int, rng: np.random.Generator) -> Optional[np.ndarray]:
+    """Sorted indices of the ``max_points`` points horizontally nearest to a random point of ``points`` [N, 3]
+    (a vertical cylinder through the room), or None when the scene is small enough or cropping is off."""
+    n = points.shape[0]
+    if max_points <= 0 or n <= max_points:
+        return None
+    c = points[int(rng.integers(n)), :2]
+    d = ((points[:, :2] - c) ** 2).sum(1)
+    return np.sort(np.argpartition(d, max_points - 1)[:max_points])
 
 
 def _dist_info() -> tuple[int, int]:
@@ -94,10 +112,12 @@ class DistillTrainer:
         out_dir: folder of the run's checkpoints (``<out_dir>/<run>/last.pt`` and ``best.pt``).
         store: artefact store for the per-scene stage-2 histories.
         device: torch device.
+        progress: show a progress bar over the run's iterations (rank 0 only).
     """
 
     def __init__(self, cfg: DistillConfig, train: list[DistillScene], val: list[DistillScene],
-                 class_text: torch.Tensor, out_dir: str | Path, store: ArtefactStore, device: str = "cpu"):
+                 class_text: torch.Tensor, out_dir: str | Path, store: ArtefactStore, device: str = "cpu",
+                 progress: bool = True):
         from ..models.mink_unet import build_model
 
         if not train:
@@ -108,6 +128,8 @@ class DistillTrainer:
         self.run_dir = Path(out_dir) / cfg.run
         self.store = store
         self.rank, self.world = _dist_info()
+        self.progress = progress and self.rank == 0
+        self._bar = None
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, out_channels=cfg.out_channels).to(self.device)
         if cfg.init_checkpoint:
@@ -182,7 +204,7 @@ class DistillTrainer:
 
     def _init_histories(self) -> None:
         """History H initialised from the stage-1 model's output on each (unaugmented) scene."""
-        for i in tqdm(self.mine, desc="stage-2 history init", disable=self.rank != 0):
+        for i in tqdm(self.mine, desc="stage-2 history init", disable=not self.progress, leave=False):
             s = self.train_scenes[i]
             self.history[s.scene_id] = infer_points(self.model, s.points, self.cfg.voxel_size,
                                                     device=self.device).to(self.device)
@@ -199,26 +221,31 @@ class DistillTrainer:
         stage2 = e >= cfg.epochs_stage1
         self.net.train()
         sums: dict[str, float] = {}
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {e + 1}/{self.total_epochs}"
-                   f" (stage {2 if stage2 else 1})", disable=self.rank != 0, leave=False)
-        for start in bar:
+        for start in range(0, len(order), cfg.batch_size):
             batch = [self.train_scenes[i] for i in order[start:start + cfg.batch_size]]
             seeds = [int(x) for x in rng.integers(0, 2**31 - 1, size=len(batch))]
-            coords, inverses, _ = batch_voxels([s.points for s in batch], cfg.voxel_size,
-                                               AugmentConfig() if cfg.augment else None, seeds)
+            crops = [crop_disc(s.points, cfg.crop_points, rng) for s in batch]
+            coords, inverses, _ = batch_voxels([s.points if c is None else s.points[c] for s, c in zip(batch, crops)],
+                                               cfg.voxel_size, AugmentConfig() if cfg.augment else None, seeds)
             for g in self.opt.param_groups:
                 g["lr"] = self.lr_at(self.iteration)
             with self._autocast():
                 out = forward_voxels(self.net, coords, self.device)
             out = out.float()
             loss, parts = 0.0, {}
-            for s, inv in zip(batch, inverses):
+            for s, inv, crop in zip(batch, inverses, crops):
                 f3d = out[inv.to(self.device)]
-                sp, tgt, valid = s.superpoints.to(self.device), s.target.to(self.device), s.valid.to(self.device)
+                sp, tgt, valid = s.superpoints, s.target, s.valid
+                if crop is not None:
+                    ci = torch.from_numpy(crop)
+                    sp, tgt, valid = sp[ci], tgt[ci], valid[ci]
+                sp, tgt, valid = sp.to(self.device), tgt.to(self.device), valid.to(self.device)
                 l, p = stage1_loss(f3d, tgt, valid, sp, use_superpoint=cfg.use_superpoint)
                 if stage2:
-                    self.history[s.scene_id] = ema_update(self.history[s.scene_id], f3d, cfg.alpha)
-                    l2, p2 = stage2_loss(f3d, sp, self.text, self.history[s.scene_id], temperature=cfg.temperature)
+                    hist = self.history[s.scene_id]
+                    rows = slice(None) if crop is None else torch.from_numpy(crop).to(hist.device)
+                    hist[rows] = ema_update(hist[rows], f3d, cfg.alpha)
+                    l2, p2 = stage2_loss(f3d, sp, self.text, hist[rows], temperature=cfg.temperature)
                     l, p = l + l2, {**p, **p2}
                 loss = loss + l / len(batch)
                 for k, v in p.items():
@@ -230,7 +257,10 @@ class DistillTrainer:
             parts["loss"] = float(loss.detach())
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{parts['loss']:.4f}")
+            if self._bar is not None:
+                self._bar.update(1)
+                self._bar.set_postfix(epoch=f"{e + 1}/{self.total_epochs}", stage=2 if stage2 else 1,
+                                      loss=f"{parts['loss']:.4f}", best=f"{self.best:.1f}")
         n = max(1, len(range(0, len(order), cfg.batch_size)))
         return {k: v / n for k, v in sums.items()}
 
@@ -256,6 +286,18 @@ class DistillTrainer:
         """Train until the configured number of epochs, resuming if possible. Returns the last log entry."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
+        self._bar = tqdm(total=self.total_iters, initial=self.iteration, desc=f"distill {self.cfg.run}",
+                         unit="it", disable=not self.progress)
+        try:
+            self._fit(on_epoch)
+        finally:
+            self._bar.close()
+            self._bar = None
+        if self.rank == 0 and not (self.run_dir / "best.pt").exists():
+            self.save("best.pt")
+        return self.log[-1] if self.log else {}
+
+    def _fit(self, on_epoch) -> None:
         while self.epoch < self.total_epochs:
             if self.epoch == self.cfg.epochs_stage1 and self.cfg.epochs_stage2 > 0 and not self.history:
                 self._init_histories()
@@ -266,16 +308,15 @@ class DistillTrainer:
                 stats.update(self.validate())
             stats["epoch"] = self.epoch
             self.log.append(stats)
-            if self.history:
+            keep = last or self.epoch % max(1, self.cfg.checkpoint_every) == 0
+            if self.history and keep:
                 self._save_histories()
             if self.rank == 0:
                 if stats.get("miou", -1.0) > self.best:
                     self.best = stats["miou"]
                     self.save("best.pt")
-                self.save("last.pt")
+                if keep:
+                    self.save("last.pt")
             if on_epoch:
                 on_epoch(stats)
             log.info("epoch %d: %s", self.epoch, {k: round(v, 4) for k, v in stats.items()})
-        if self.rank == 0 and not (self.run_dir / "best.pt").exists():
-            self.save("best.pt")
-        return self.log[-1] if self.log else {}

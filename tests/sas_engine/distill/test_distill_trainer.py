@@ -76,6 +76,49 @@ def test_resume_equals_uninterrupted_run_with_stage2(tmp_path):
     assert "loss_ce_point" in again.log[-1]
 
 
+def test_crop_disc_keeps_the_nearest_points_horizontally():
+    from sas_engine.distill.trainer import crop_disc
+
+    rng = np.random.default_rng(0)
+    pts = rng.random((500, 3)).astype(np.float32)
+    assert crop_disc(pts, 0, rng) is None and crop_disc(pts, 500, rng) is None
+    idx = crop_disc(pts, 120, np.random.default_rng(5))
+    assert idx.shape == (120,) and np.all(np.diff(idx) > 0)
+    centre = pts[np.random.default_rng(5).integers(500), :2]  # the same draw crop_disc made
+    d = ((pts[:, :2] - centre) ** 2).sum(1)
+    assert d[idx].max() <= np.delete(d, idx).min()  # nobody outside is nearer than anyone inside
+    assert np.ptp(pts[idx, 2]) > 0.9  # floor to ceiling: height is not cropped
+
+
+def test_cropped_training_resumes_exactly_with_sparse_checkpoints(tmp_path):
+    """Crops (and stage-2 history updates on crop rows) stay reproducible across a kill when last.pt is written
+    every 2 epochs: the resumed run redoes the unsaved epoch and lands on the same weights."""
+    text = _text()
+    scenes = [_scene(i, text) for i in range(2)]
+    cfg = _cfg(epochs_stage1=2, epochs_stage2=2, alpha=0.5, val_every=0, crop_points=300, checkpoint_every=2)
+    full = DistillTrainer(cfg, scenes, [], text, tmp_path / "a", ArtefactStore(tmp_path / "sa"))
+    full.fit()
+    saved = []
+
+    class Killed(Exception):
+        pass
+
+    def kill(stats):
+        saved.append((stats["epoch"], (tmp_path / "b" / "t" / "last.pt").is_file()))
+        if stats["epoch"] == 3:  # stage 2 under way; the newest checkpoint is epoch 2's
+            raise Killed
+
+    with pytest.raises(Killed):
+        DistillTrainer(cfg, scenes, [], text, tmp_path / "b", ArtefactStore(tmp_path / "sb")).fit(on_epoch=kill)
+    assert saved[0] == (1, False) and saved[1] == (2, True)
+    again = DistillTrainer(cfg, scenes, [], text, tmp_path / "b", ArtefactStore(tmp_path / "sb"))
+    assert again.try_resume() and again.epoch == 2
+    again.fit()
+    assert again.epoch == full.epoch == 4
+    for (k, a), b in zip(full.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), k
+
+
 def test_resume_refuses_other_config(tmp_path):
     text = _text()
     scenes = [_scene(0, text)]
