@@ -14,9 +14,10 @@ DEMO_SPLIT = "val"
 
 def build_demo(store: ArtefactStore | str | Path, data_root: Optional[str | Path] = None,
                progress: Optional[Progress] = None, cfg: Optional[PipelineConfig] = None,
-               max_scenes: Optional[int] = None, device: str = "cpu") -> list[str]:
+               max_scenes: Optional[int] = None, device: str = "cpu", workers: int = 2) -> list[str]:
     """Generate the synthetic validation scenes (cached) and run the whole pipeline on them with the shipped compact
-    teachers and student. Returns the scene ids; a second call only reads the caches."""
+    teachers and student, ``workers`` scenes at a time on CPU (see :func:`run_split`). Returns the scene ids; a
+    second call only reads the caches."""
     from .synth import ensure_split
 
     store = store if isinstance(store, ArtefactStore) else ArtefactStore(store)
@@ -24,4 +25,4 @@ def build_demo(store: ArtefactStore | str | Path, data_root: Optional[str | Path
     paths = ensure_split(DEMO_SPLIT, root=data_root)
     if max_scenes:
         paths = paths[:max_scenes]
-    return run_split(store, paths, cfg or PipelineConfig(device=device), progress=progress)
+    return run_split(store, paths, cfg or PipelineConfig(device=device), progress=progress, workers=workers)

@@ -14,6 +14,7 @@ The ``sas`` subcommands run single stages; :func:`run_scene` and :func:`build_de
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -73,7 +74,8 @@ def vocabulary_text(label_set: str, cfg: PipelineConfig) -> torch.Tensor:
     """L2-normalised text embeddings [K, C] of a label set's prompts ("a {} in a scene")."""
     from .teachers import get_text_encoder
 
-    return get_text_encoder(cfg.text_encoder, device=cfg.device).encode(get_label_set(label_set).prompts(PROMPT_SCENE))
+    enc = get_text_encoder(cfg.text_encoder, device=cfg.device)
+    return enc.encode_persistent(get_label_set(label_set).prompts(PROMPT_SCENE))
 
 
 # -- stage 1 ---------------------------------------------------------------------------------------------------
@@ -312,22 +314,68 @@ def run_scene(store: ArtefactStore, scene, cfg: PipelineConfig, teachers: Sequen
 
 
 def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, *, progress: Optional[Progress] = None,
-              student: bool = True, dataset: Optional[str] = None) -> list[str]:
-    """Run the pipeline over scene folders; returns their scene ids."""
+              student: bool = True, dataset: Optional[str] = None, workers: int = 1) -> list[str]:
+    """Run the pipeline over scene folders; returns their scene ids.
+
+    ``workers`` > 1 (CPU only): once the capability table or a scene turns out not to be cached (over 3 s), the rest
+    go to that many spawned processes of one torch thread each. The compact teachers' small convolutions barely use
+    a second thread, so two single-thread workers finish the rooms sooner, while a cached run never pays for
+    starting processes. Every artefact is written atomically, so workers never see half-written files."""
     from .io import load_scene
 
     paths = list(scene_paths)
     _report(progress, 0.0, f"building teachers {', '.join(cfg.teachers)}")
     teachers = build_teachers(cfg)
     table = None
+    t0 = time.monotonic()
     if len(teachers) > 1:
         _report(progress, 0.02, f"capability table ({cfg.synthesizer} images, {cfg.capability_images} per class)")
         table = ensure_capability(store, teachers, cfg)
+    parallel = workers > 1 and torch.device(cfg.device).type == "cpu"
+    slow = time.monotonic() - t0 > 3.0  # the table was not cached: a cold run, the scenes will not be either
     ids = []
     for i, p in enumerate(paths):
+        if parallel and len(paths) - i > 1 and slow:
+            return ids + _run_split_parallel(store, paths[i:], cfg, progress, student, dataset,
+                                             min(workers, len(paths) - i), done_before=i, total=len(paths))
+        t0 = time.monotonic()
         scene = load_scene(p, dataset=dataset)
         _report(progress, 0.1 + 0.9 * i / max(1, len(paths)), f"scene {scene.scene_id} ({i + 1}/{len(paths)})")
         run_scene(store, scene, cfg, teachers, table, student=student)
         ids.append(scene.scene_id)
+        slow = time.monotonic() - t0 > 3.0
     _report(progress, 1.0, f"{len(ids)} scenes ready")
     return ids
+
+
+def _scene_worker(store_root: str, path: str, cfg: PipelineConfig, student: bool, dataset: Optional[str]) -> str:
+    """One scene of :func:`run_split` in a worker process (its own teachers; the capability table is cached)."""
+    from .io import load_scene
+
+    torch.set_num_threads(1)
+    store = ArtefactStore(store_root)
+    teachers = build_teachers(cfg)
+    table = ensure_capability(store, teachers, cfg) if len(teachers) > 1 else None
+    scene = load_scene(path, dataset=dataset)
+    run_scene(store, scene, cfg, teachers, table, progress=False, student=student)
+    return scene.scene_id
+
+
+def _run_split_parallel(store, paths, cfg, progress, student, dataset, workers: int, done_before: int,
+                        total: int) -> list[str]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(_scene_worker, str(store.root), str(p), cfg, student, dataset): i
+                for i, p in enumerate(paths)}
+        ids: list[Optional[str]] = [None] * len(paths)
+        for k, f in enumerate(tqdm(as_completed(futs), total=len(futs), desc=f"scenes ({workers} workers)",
+                                   unit="scene"), 1):
+            ids[futs[f]] = f.result()
+            done = done_before + k
+            _report(progress, 0.1 + 0.9 * done / total, f"scene {ids[futs[f]]} done ({done}/{total})")
+    _report(progress, 1.0, f"{total} scenes ready")
+    return [i for i in ids if i is not None]

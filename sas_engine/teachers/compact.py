@@ -115,7 +115,7 @@ class CompactMaskTeacher(MaskTeacher):
         self.text_encoder = get_text_encoder(self.meta.get("text_encoder", "minilm"))
         self.template = self.meta.get("template", "a {} in a scene")
         self.vocabulary = tuple(vocabulary or self.meta["vocabulary"])
-        self._vocab_emb = self.text_encoder.encode([self.template.format(v) for v in self.vocabulary])
+        self._vocab_emb = self.text_encoder.encode_persistent([self.template.format(v) for v in self.vocabulary])
         self.temperature = float(self.meta.get("train", {}).get("temperature", 0.07))
         self.to(device)
 

@@ -89,3 +89,59 @@ def test_openclip_errors_name_the_file(tiny_clip_ckpt, tmp_path):
     with pytest.raises(SASInputError, match="bad text encoder spec"):
         parse_openclip_spec("clip-b32")
     assert parse_openclip_spec("openclip:ViT-B-32:C:/w/x.pt") == ("ViT-B-32", "C:/w/x.pt")
+
+
+class _CountingEncoder:
+    """A deterministic fake model with a disk identity; counts the strings it had to encode."""
+
+    @staticmethod
+    def make(key="fake-1", dim=4):
+        from sas_engine.teachers.text import TextEncoder
+
+        class Enc(TextEncoder):
+            name, disk_key = "fake", key
+
+            def __init__(self):
+                super().__init__()
+                self.dim, self.seen = dim, []
+
+            def _encode_batch(self, texts):
+                self.seen += texts
+                return torch.stack([torch.tensor([len(t), sum(map(ord, t)) % 97, 1.0, 2.0][:dim]) for t in texts])
+
+        return Enc()
+
+
+def test_persistent_cache_spares_the_model_in_a_later_process(tmp_path, monkeypatch):
+    from sas_engine.teachers.text import text_cache_path
+
+    monkeypatch.setenv("SAS_TEXT_CACHE", str(tmp_path / "tc"))
+    a = _CountingEncoder.make()
+    first = a.encode_persistent(["a chair in a scene", "a sofa in a scene"])
+    assert a.seen == ["a chair in a scene", "a sofa in a scene"] and text_cache_path("fake-1").is_file()
+    b = _CountingEncoder.make()  # a fresh process: empty memory cache
+    again = b.encode_persistent(["a sofa in a scene", "a chair in a scene"])
+    assert b.seen == []  # both came from disk
+    torch.testing.assert_close(again, first[[1, 0]], rtol=0, atol=0)
+    c = _CountingEncoder.make()
+    c.encode_persistent(["a chair in a scene", "a lamp in a scene"])
+    assert c.seen == ["a lamp in a scene"]  # only the new string is encoded, then added to the file
+    assert _CountingEncoder.make().encode_persistent(["a lamp in a scene"]).shape == (1, 4)
+
+
+def test_persistent_cache_ignores_damaged_or_foreign_files(tmp_path, monkeypatch):
+    from sas_engine.teachers.text import text_cache_path
+
+    monkeypatch.setenv("SAS_TEXT_CACHE", str(tmp_path / "tc"))
+    p = text_cache_path("fake-1")
+    p.parent.mkdir(parents=True)
+    p.write_bytes(b"not a torch file")
+    a = _CountingEncoder.make()
+    a.encode_persistent(["x"])
+    assert a.seen == ["x"]  # damaged file: re-encoded and rewritten
+    other = _CountingEncoder.make(key="fake-2")  # another model never reads fake-1's vectors
+    other.encode_persistent(["x"])
+    assert other.seen == ["x"]
+    b = _CountingEncoder.make()
+    b.encode_persistent(["x"])
+    assert b.seen == []
