@@ -81,13 +81,18 @@ def viewer(fixture_state, monkeypatch):
     fixture_state.viewer = None
 
 
-def test_points_sent_once_then_only_colours(fixture_state, viewer, monkeypatch):
-    st = fixture_state
+def _connected_tab(st, viewer, monkeypatch):
+    """A session "tab1" showing SID, and a fake browser connected to the viewer as that tab."""
     s = st.new_session("tab1")
     s.select_scene(SID)
     client = FakeClient()
     monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
     viewer._connect(client)
+    return st, s, client
+
+
+def test_points_sent_once_then_only_colours(fixture_state, viewer, monkeypatch):
+    st, s, client = _connected_tab(fixture_state, viewer, monkeypatch)
     assert client.count("add_point_cloud", "/sas/a") == 1
     a = [h for h in viewer.clients_of("tab1")][0].a
     np.testing.assert_array_equal(a.colors, st.scene(SID).colors)
@@ -123,12 +128,7 @@ def test_points_sent_once_then_only_colours(fixture_state, viewer, monkeypatch):
 
 
 def test_click_inspects_the_nearest_point(fixture_state, viewer, monkeypatch):
-    st = fixture_state
-    s = st.new_session("tab1")
-    s.select_scene(SID)
-    client = FakeClient()
-    monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
-    viewer._connect(client)
+    st, s, client = _connected_tab(fixture_state, viewer, monkeypatch)
     cv = viewer.clients_of("tab1")[0]
     target = 900
     p = cv.local[target]
