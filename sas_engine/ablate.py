@@ -52,6 +52,10 @@ class AblateConfig:
     """Initial learning rate (Adam). The paper's 1e-4 is for ~10k iterations on GPUs."""
     lr_end: float = 1e-4
     """Final learning rate (linear decay)."""
+    lr_stage2: float = 3e-4
+    """Initial learning rate of the stage-2 run (c), decaying to ``lr_end``. It starts from (b)'s best weights, so
+    restarting at ``lr`` would first undo part of stage 1; the paper's single 70 + 30 schedule is also well into
+    its decay when stage 2 begins."""
     alpha: float = 0.99
     """Stage-2 EMA factor. The release's 0.9999 assumes thousands of visits per scene; here each scene is seen
     ~40 times in stage 2."""
@@ -65,6 +69,10 @@ class AblateConfig:
     0.80 s on 1 thread and 1.03 s on 2 (2-core machine), so two 1-thread runs side by side beat everything else."""
     seed: int = 0
     """Seed of the students."""
+    init_runs: str = ""
+    """Warm start: rows (a) and (b) begin from ``<init_runs>/<row>/best.pt`` of an earlier ablation's runs folder,
+    with a fresh learning-rate schedule, instead of random weights ('' = from scratch). Lets a budget that does not
+    fit one sitting be spent in chained runs; the report's curves continue from the earlier run's best step."""
 
 
 ROWS_2D = ("fused.{t0}", "fused.{t1}", "fused.add", "fused.linear", "fused.sas")
@@ -75,10 +83,14 @@ RUNS = (("stage1_point", False, 0), ("stage1_superpoint", True, 0), ("stage2_sel
 def _distill_config(name: str, use_sp: bool, stage2: bool, cfg: AblateConfig, out_channels: int, runs_dir: Path):
     from .distill.trainer import DistillConfig
 
-    init = str(runs_dir / "stage1_superpoint" / "best.pt") if stage2 else ""
+    if stage2:
+        init = str(runs_dir / "stage1_superpoint" / "best.pt")
+    else:
+        init = str(Path(cfg.init_runs) / name / "best.pt") if cfg.init_runs else ""
     return DistillConfig(run=name, model=cfg.model, out_channels=out_channels, voxel_size=cfg.voxel_size,
                          epochs_stage1=0 if stage2 else cfg.epochs_stage1,
-                         epochs_stage2=cfg.epochs_stage2 if stage2 else 0, batch_size=cfg.batch_size, lr=cfg.lr,
+                         epochs_stage2=cfg.epochs_stage2 if stage2 else 0, batch_size=cfg.batch_size,
+                         lr=cfg.lr_stage2 if stage2 else cfg.lr,
                          lr_end=cfg.lr_end, use_superpoint=use_sp, alpha=cfg.alpha, crop_points=cfg.crop_points,
                          seed=cfg.seed, val_every=cfg.val_every, checkpoint_every=cfg.val_every,
                          init_checkpoint=init)
@@ -138,8 +150,13 @@ def _train_rows(cfg: AblateConfig, store, train_paths, val_paths, train, val, te
 
 
 def run_ablation(store: ArtefactStore, cfg: AblateConfig, out_dir: Path, runs_dir: Optional[Path] = None,
-                 export_student: Optional[Path] = None) -> dict:
-    """Run every stage (cached / resumable) and write ``ablation.md``, ``ablation.json`` and plots into ``out_dir``."""
+                 export_student: Optional[Path] = None, export_row: str = "stage2_selfdistill") -> dict:
+    """Run every stage (cached / resumable) and write ``ablation.md``, ``ablation.json`` and plots into ``out_dir``.
+
+    ``export_student``: also write row ``export_row``'s best checkpoint there as a float16 inference file.
+    """
+    if export_row not in {n for n, _, _ in RUNS}:
+        raise ValueError(f"unknown ablation row {export_row!r}; rows: {', '.join(n for n, _, _ in RUNS)}")
     from .distill.data import load_split_scenes
     from .eval.evaluate import evaluate_sources, store_source
     from .eval.report import write_report
@@ -173,11 +190,72 @@ def run_ablation(store: ArtefactStore, cfg: AblateConfig, out_dir: Path, runs_di
                                meta={"config": _jsonable(cfg), "timings": timings})
     timings["total_s"] = round(time.time() - t0, 1)
     results["meta"]["timings"] = timings
+    results["meta"]["curves"] = training_curves(runs_dir)
     write_report(results, out_dir, title="Ablation on the synthetic validation scenes (paper Table 3)",
                  stem="ablation")
+    write_curves_plot(results["meta"]["curves"], Path(out_dir) / "training_curves.png",
+                      target=results["sources"]["fused.sas"]["miou"] - 2)
     if export_student is not None:
-        export_half(ckpts["stage2_selfdistill"], export_student)
+        export_half(ckpts[export_row], export_student)
     return results
+
+
+def _start_step(config: dict) -> int:
+    """Optimiser steps already behind a run's initial weights (the chain of ``init_checkpoint`` runs)."""
+    init = config.get("init_checkpoint")
+    if not init or not Path(init).exists():
+        return 0
+    ck = torch.load(init, map_location="cpu", weights_only=True)
+    cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+    return _start_step(cfg) + int(ck.get("iteration", 0))
+
+
+def training_curves(runs_dir: Path) -> dict[str, list[list[float]]]:
+    """Validation mIoU against optimiser steps, ``{row: [[step, miou], ...]}``, from each 3D row's ``last.pt`` log.
+
+    A run that starts from another run's checkpoint (row (c) from (b)'s best, or a warm start) counts its steps on
+    from the step at which that checkpoint was taken.
+    """
+    curves = {}
+    for name, _, _ in RUNS:
+        p = Path(runs_dir) / name / "last.pt"
+        if not p.exists():
+            continue
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        per_epoch = ck["iteration"] / max(1, ck["epoch"])
+        start = _start_step(ck["config"])
+        curves[name] = [[start + round(e["epoch"] * per_epoch), round(float(e["miou"]), 2)]
+                        for e in ck["log"] if "miou" in e]
+    return curves
+
+
+def write_curves_plot(curves: dict, path: Path, target: Optional[float] = None) -> Optional[Path]:
+    """Line plot of :func:`training_curves` (PNG); ``target`` draws the quality bar (SAS 2D fusion - 2) as a line."""
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, pts in curves.items():
+        if pts:
+            x, y = zip(*pts)
+            ax.plot(x, y, marker="o", ms=3, label=name)
+    if target is not None:
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"SAS 2D fusion - 2 = {target:.1f}")
+    ax.set_xlabel("optimiser steps")
+    ax.set_ylabel("validation mIoU (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def export_half(src: Path, dst: Path) -> Path:

@@ -13,7 +13,11 @@ def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "assets" / "ablation", help="report folder")
     p.add_argument("--runs", type=Path, default=None, help="student checkpoints folder (default <store>/runs)")
     p.add_argument("--export-student", type=Path, default=None,
-                   help="also write the self-distilled student (float16) here, e.g. checkpoints/student_synthetic.pt")
+                   help="also write a student (float16, the --export-row row) here, e.g. checkpoints/student_synthetic.pt")
+    from ..ablate import RUNS
+
+    p.add_argument("--export-row", default="stage2_selfdistill", choices=[n for n, _, _ in RUNS],
+                   help="which 3D row --export-student writes (default: the self-distilled one)")
     p.add_argument("--device", default="cpu")
     add_store_arg(p)
     from ..ablate import AblateConfig
@@ -34,7 +38,7 @@ def run(args) -> int:
     t0 = time.time()
     cfg = dataclass_from_args(AblateConfig, args)
     cfg.pipeline = PipelineConfig(device=args.device)
-    res = run_ablation(ArtefactStore(args.store), cfg, args.out, args.runs, args.export_student)
+    res = run_ablation(ArtefactStore(args.store), cfg, args.out, args.runs, args.export_student, args.export_row)
     print(markdown_table(res))
     print(f"report written to {args.out}; total wall time {time.time() - t0:.0f} s")
     return 0

@@ -50,6 +50,32 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     assert set(out["sources"]) == set(rows) and "timings" in out["meta"]
     assert (tmp_path / "report" / "ablation.md").read_text().count("|") > 20
     assert (tmp_path / "report" / "iou_per_class.png").stat().st_size > 1000
+    # validation curves over optimiser steps; row (c) continues after the step of (b)'s best checkpoint
+    curves = out["meta"]["curves"]
+    assert set(curves) == {n for n, _, _ in RUNS} and all(len(c) == 1 for c in curves.values())
+    assert curves["stage2_selfdistill"][0][0] > curves["stage1_superpoint"][0][0] > 0
+    assert (tmp_path / "report" / "training_curves.png").stat().st_size > 1000
+
+    # rows (a) and (b) start at lr; row (c) resumes (b)'s best weights at the gentler stage-2 rate
+    runs = store.root / "runs"
+    ck = {n: torch.load(runs / n / "best.pt", weights_only=True)["config"] for n, _, _ in RUNS}
+    assert ck["stage1_point"]["lr"] == ck["stage1_superpoint"]["lr"] == cfg.lr
+    assert ck["stage2_selfdistill"]["lr"] == cfg.lr_stage2 != cfg.lr
+    assert ck["stage2_selfdistill"]["init_checkpoint"] == str(runs / "stage1_superpoint" / "best.pt")
+    assert ck["stage2_selfdistill"]["epochs_stage1"] == 0 and not ck["stage1_superpoint"]["epochs_stage2"]
+
+    # a warm-started ablation: rows (a) and (b) start from the first run's best weights, curves count on from there
+    warm = dataclasses.replace(cfg, init_runs=str(runs))
+    res2 = run_ablation(store, warm, tmp_path / "report2", runs_dir=tmp_path / "runs2",
+                        export_student=tmp_path / "s1.pt", export_row="stage1_superpoint")
+    assert torch.load(tmp_path / "s1.pt", weights_only=True)["config"]["run"] == "stage1_superpoint"
+    with pytest.raises(ValueError, match="unknown ablation row"):
+        run_ablation(store, warm, tmp_path / "report3", export_row="stage3")
+    ck2 = torch.load(tmp_path / "runs2" / "stage1_point" / "best.pt", weights_only=True)
+    assert ck2["config"]["init_checkpoint"] == str(runs / "stage1_point" / "best.pt")
+    first, second = curves["stage1_point"][-1][0], res2["meta"]["curves"]["stage1_point"][0][0]
+    assert second == first + ck2["iteration"]
+    assert res2["meta"]["curves"]["stage2_selfdistill"][0][0] > second
 
     # artefacts: SAS weights are a softmax over the teachers; votes count views per class; gallery images exist
     sid = res["scenes"][0]
