@@ -236,9 +236,9 @@ def write_curves_plot(curves: dict, path: Path, target: Optional[float] = None) 
     import matplotlib
 
     matplotlib.use("Agg")
-    import io
-
     import matplotlib.pyplot as plt
+
+    from .eval.report import png_bytes
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, pts in curves.items():
@@ -252,10 +252,9 @@ def write_curves_plot(curves: dict, path: Path, target: Optional[float] = None) 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    data = png_bytes(fig)
     plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def export_half(src: Path, dst: Path) -> Path:

@@ -63,7 +63,8 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "source"
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (110 dpi, tight box)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
@@ -138,12 +139,12 @@ def write_report(results: dict, out_dir: str | Path, *, plots: bool = True, titl
         import matplotlib.pyplot as plt
 
         fig = plot_iou_bars(results)
-        data = _png(fig)
+        data = png_bytes(fig)
         plt.close(fig)
         files["iou_bars"] = atomic_write(out / "iou_per_class.png", lambda f: f.write(data))
         for name in results["sources"]:
             fig = plot_confusion(results, name)
-            data = _png(fig)
+            data = png_bytes(fig)
             plt.close(fig)
             files[f"confusion:{name}"] = atomic_write(out / f"confusion_{safe_name(name)}.png",
                                                       lambda f, d=data: f.write(d))
