@@ -15,6 +15,7 @@ from typing import Optional
 
 import torch
 
+from .io.files import torch_load
 from .pipeline import PipelineConfig, ensure_student, run_split
 from .store import ArtefactStore, atomic_write
 
@@ -205,7 +206,7 @@ def _start_step(config: dict) -> int:
     init = config.get("init_checkpoint")
     if not init or not Path(init).exists():
         return 0
-    ck = torch.load(init, map_location="cpu", weights_only=True)
+    ck = torch_load(init, what="initial student checkpoint")
     cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
     return _start_step(cfg) + int(ck.get("iteration", 0))
 
@@ -221,7 +222,7 @@ def training_curves(runs_dir: Path) -> dict[str, list[list[float]]]:
         p = Path(runs_dir) / name / "last.pt"
         if not p.exists():
             continue
-        ck = torch.load(p, map_location="cpu", weights_only=True)
+        ck = torch_load(p, what="student run checkpoint")
         per_epoch = ck["iteration"] / max(1, ck["epoch"])
         start = _start_step(ck["config"])
         curves[name] = [[start + round(e["epoch"] * per_epoch), round(float(e["miou"]), 2)]
@@ -259,7 +260,7 @@ def write_curves_plot(curves: dict, path: Path, target: Optional[float] = None) 
 
 def export_half(src: Path, dst: Path) -> Path:
     """Copy a trainer checkpoint as a float16 inference-only file (weights + config; no optimiser state)."""
-    ck = torch.load(src, map_location="cpu", weights_only=True)
+    ck = torch_load(src, what="student run checkpoint")
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in ck["state_dict"].items()}
     obj = {"version": ck["version"], "config": ck["config"], "state_dict": sd, "epoch": ck["epoch"],
            "best": ck["best"], "log": ck["log"]}
