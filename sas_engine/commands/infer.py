@@ -16,7 +16,8 @@ def add_arguments(p) -> None:
                                                  "(mink18a, mink18a_slim)")
     p.add_argument("--name", default=None, help="artefact suffix: pred3d.<name> (default: the checkpoint's stem)")
     p.add_argument("--dataset", default=None)
-    p.add_argument("--tta", type=int, default=0, help="test-time augmentation passes (OpenScene: 5)")
+    p.add_argument("--tta", type=int, default=0,
+                   help="augmented passes averaged with the plain one (OpenScene evaluates 5 in all: --tta 4)")
     p.add_argument("--device", default="cpu")
     add_store_arg(p)
 

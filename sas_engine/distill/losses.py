@@ -5,6 +5,8 @@ All functions take per-point 3D features ``f3d`` [N, C] (the network output mapp
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -60,29 +62,53 @@ def stage1_loss(f3d, target, valid, seg, *, use_superpoint: bool = True) -> tupl
     return lp + lsp, {"loss_point": float(lp.detach()), "loss_superpoint": float(lsp.detach())}
 
 
-def pseudo_labels(history: torch.Tensor, seg: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def confident_mask(scores: torch.Tensor, labels: torch.Tensor, keep: float) -> torch.Tensor:
+    """Rows whose pseudo label is among the ``keep`` fraction most confident of its class.
+
+    Confidence is the margin between the best and the second-best class score of a row; the quantile is taken per
+    pseudo class, so rare classes keep their most confident rows instead of being filtered out by the frequent ones.
+    ``keep >= 1`` keeps every row (the paper's loss).
+    """
+    if keep >= 1.0 or scores.shape[0] == 0 or scores.shape[1] < 2:
+        return torch.ones(scores.shape[0], dtype=torch.bool, device=scores.device)
+    top = scores.topk(2, dim=1).values
+    margin = top[:, 0] - top[:, 1]
+    mask = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
+    for c in torch.unique(labels).tolist():
+        rows = (labels == c).nonzero(as_tuple=True)[0]
+        n_keep = max(1, int(math.ceil(keep * rows.numel())))
+        best = margin[rows].topk(n_keep).indices
+        mask[rows[best]] = True
+    return mask
+
+
+def pseudo_labels(history: torch.Tensor, seg: torch.Tensor, text: torch.Tensor,
+                  keep: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stage-2 pseudo labels from the feature history H [N, C] and class text embeddings T [K, C]:
-    (argmax(H . T) per point [N], argmax(mean_sp(H) . T) per compacted superpoint [S])."""
+    (argmax(H . T) per point [N], argmax(mean_sp(H) . T) per compacted superpoint [S], and the masks [N] / [S] of the
+    labels kept by :func:`confident_mask` with ``keep``)."""
     cseg, num = compact_ids(seg)
     h = history.float()
-    point = (h @ text.T).argmax(1)
-    sp = (segment_mean(h, cseg, num) @ text.T).argmax(1)
-    return point, sp
+    s_point = h @ text.T
+    s_sp = segment_mean(h, cseg, num) @ text.T
+    point, sp = s_point.argmax(1), s_sp.argmax(1)
+    return point, sp, confident_mask(s_point, point, keep), confident_mask(s_sp, sp, keep)
 
 
-def stage2_loss(f3d, seg, text, history, *, temperature: float = 0.1) -> tuple[torch.Tensor, dict]:
+def stage2_loss(f3d, seg, text, history, *, temperature: float = 0.1, keep: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Stage 2, temporal-ensembling self-distillation:
     CE(F3D . T, pseudo_point) + CE(mean_sp(F3D) . T, pseudo_sp), with pseudo labels from the history.
 
     Logits use L2-normalised features and text divided by ``temperature`` (METHOD.md leaves the scale open; cosine
-    logits in [-1, 1] would give almost no gradient).
+    logits in [-1, 1] would give almost no gradient). ``keep`` < 1 counts only the most confident pseudo labels of
+    each class (see :func:`confident_mask`); 1 counts all of them, as the paper does.
     """
     cseg, num = compact_ids(seg)
-    p_point, p_sp = pseudo_labels(history, seg, text)
+    p_point, p_sp, m_point, m_sp = pseudo_labels(history, seg, text, keep)
     logits = F.normalize(f3d, dim=-1) @ text.T / temperature
-    l_pt = F.cross_entropy(logits, p_point)
+    l_pt = F.cross_entropy(logits[m_point], p_point[m_point])
     sp_f = segment_mean(f3d, cseg, num)
-    l_sp = F.cross_entropy(F.normalize(sp_f, dim=-1) @ text.T / temperature, p_sp)
+    l_sp = F.cross_entropy(F.normalize(sp_f[m_sp], dim=-1) @ text.T / temperature, p_sp[m_sp])
     return l_pt + l_sp, {"loss_ce_point": float(l_pt.detach()), "loss_ce_superpoint": float(l_sp.detach())}
 
 

@@ -65,6 +65,19 @@ class DistillConfig:
     """EMA factor of the stage-2 feature history (release value; the paper leaves it open)."""
     temperature: float = 0.1
     """Temperature of the stage-2 cross-entropy logits (cosine / temperature)."""
+    history_tta: int = 0
+    """Augmented passes averaged into the initial stage-2 history (rotation / scale / flips, as test-time
+    augmentation). 0 = the stage-1 model's plain output (the paper's wording); n > 0 starts the temporal ensemble
+    from an ensemble of n + 1 views, so the first pseudo labels are already those of several augmentations."""
+    history_unit: bool = False
+    """Keep the stage-2 history as an EMA of L2-normalised outputs, so every view weighs the same, as in the cosine
+    predictions (False = of the raw outputs, whose norms vary by orders of magnitude between points and views)."""
+    stage2_weight: float = 1.0
+    """Weight of the stage-2 cross-entropy terms added to the stage-1 cosine terms (paper: 1)."""
+    pseudo_keep: float = 1.0
+    """Fraction of the stage-2 pseudo labels counted, per pseudo class, the most confident first (margin between
+    the history's best and second-best class score). 1 counts all of them, as the paper does; lower values keep a
+    weak stage-1 model from training on its own least certain guesses."""
     augment: bool = True
     """OpenScene's augmentation (rotation, scale, flips) during training."""
     crop_points: int = 0
@@ -174,7 +187,9 @@ class DistillTrainer:
         if not p.exists():
             return False
         ck = torch.load(p, map_location=self.device, weights_only=True)
-        if ck.get("version") != CKPT_VERSION or ck.get("config") != config_dict(self.cfg):
+        # a field added to DistillConfig after the checkpoint was written counts as its default (old behaviour)
+        saved = {**config_dict(DistillConfig()), **ck["config"]} if isinstance(ck.get("config"), dict) else None
+        if ck.get("version") != CKPT_VERSION or saved != config_dict(self.cfg):
             raise SASInputError(p, "checkpoint was made by another config; use another --run name or delete it")
         self.model.load_state_dict(ck["state_dict"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -203,11 +218,15 @@ class DistillTrainer:
             self.history[s.scene_id] = got["history"].to(self.device)
 
     def _init_histories(self) -> None:
-        """History H initialised from the stage-1 model's output on each (unaugmented) scene."""
+        """History H initialised from the stage-1 model's output on each whole scene (unaugmented, or averaged over
+        ``history_tta`` augmented passes as well)."""
         for i in tqdm(self.mine, desc="stage-2 history init", disable=not self.progress, leave=False):
             s = self.train_scenes[i]
-            self.history[s.scene_id] = infer_points(self.model, s.points, self.cfg.voxel_size,
-                                                    device=self.device).to(self.device)
+            h = infer_points(self.model, s.points, self.cfg.voxel_size, device=self.device,
+                             tta=self.cfg.history_tta, seed=self.cfg.seed).to(self.device)
+            if self.cfg.history_unit:
+                h = torch.nn.functional.normalize(h.float(), dim=-1).to(h.dtype)
+            self.history[s.scene_id] = h
 
     # -- training ---------------------------------------------------------------------------------------------
     def _autocast(self):
@@ -244,9 +263,11 @@ class DistillTrainer:
                 if stage2:
                     hist = self.history[s.scene_id]
                     rows = slice(None) if crop is None else torch.from_numpy(crop).to(hist.device)
-                    hist[rows] = ema_update(hist[rows], f3d, cfg.alpha)
-                    l2, p2 = stage2_loss(f3d, sp, self.text, hist[rows], temperature=cfg.temperature)
-                    l, p = l + l2, {**p, **p2}
+                    view = torch.nn.functional.normalize(f3d, dim=-1) if cfg.history_unit else f3d
+                    hist[rows] = ema_update(hist[rows], view, cfg.alpha)
+                    l2, p2 = stage2_loss(f3d, sp, self.text, hist[rows], temperature=cfg.temperature,
+                                         keep=cfg.pseudo_keep)
+                    l, p = l + cfg.stage2_weight * l2, {**p, **p2}
                 loss = loss + l / len(batch)
                 for k, v in p.items():
                     parts[k] = parts.get(k, 0.0) + v / len(batch)

@@ -101,7 +101,7 @@ def generate_to(folder_root: Path, seed: int, room_type: str, cfg: SynthConfig, 
 
 
 def ensure_split(split: str, root: Optional[str | Path] = None, progress: bool = True,
-                 openscene: bool = False) -> list[Path]:
+                 openscene: bool = False, first: Optional[int] = None) -> list[Path]:
     """Generate the missing scenes of ``split`` and return all its scan folders (in the split's order).
 
     Args:
@@ -109,13 +109,14 @@ def ensure_split(split: str, root: Optional[str | Path] = None, progress: bool =
         root: data root (default :func:`default_root`); scenes go to ``<root>/<split>/scans/<scene_id>/``.
         progress: show a tqdm bar over scenes.
         openscene: also write OpenScene's layout under ``<root>/<split>/openscene/`` (regenerates missing files).
+        first: only the split's first ``first`` scenes (generated and returned); ``None`` = all of them.
     """
     spec = get_split(split)
     base = Path(root) if root is not None else default_root()
     base = base / spec.name
     todo = []
     paths = []
-    for seed, rt in spec.scenes:
+    for seed, rt in spec.scenes[:first]:
         folder = base / "scans" / scene_id_for(seed, rt)
         paths.append(folder)
         os_pth = base / "openscene" / "scannet_3d" / spec.name / f"{folder.name}_vh_clean_2.pth"

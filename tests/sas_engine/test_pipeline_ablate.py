@@ -35,17 +35,23 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     store = ArtefactStore(tmp_path / "store")
     pcfg = PipelineConfig(capability_images=1, teacher_kwargs=teacher_ckpts,
                           student_checkpoint=str(tmp_path / "none.pt"))
-    cfg = AblateConfig(train_split="tiny", val_split="tiny", pipeline=pcfg, epochs_stage1=1, epochs_stage2=1)
+    cfg = AblateConfig(train_split="tiny", val_split="tiny", pipeline=pcfg, epochs_stage1=1, epochs_stage2=1,
+                        stage2_weight=0.5, pseudo_keep=0.6, held_out_split="tiny", held_out_rooms=1, tta=1)
     res = run_ablation(store, cfg, tmp_path / "report", export_student=tmp_path / "student.pt")
 
     # every row of Table 3 was evaluated on both tiny scenes
     rows = ["fused.lseg_compact", "fused.seem_compact", "fused.add", "fused.linear", "fused.sas"] + \
-           [f"pred3d.abl_{n}" for n, _, _ in RUNS]
+           [f"pred3d.abl_{n}" for n, _, _ in RUNS] + [f"pred3d.abl_{n}_tta" for n, _, _ in RUNS]
     assert list(res["sources"]) == rows
     for r in rows:
         assert 0.0 <= res["sources"][r]["miou"] <= 100.0
         assert res["sources"][r]["missing_scenes"] == []
     assert len(res["scenes"]) == 2
+    # the TTA rows are the same checkpoints with augmented passes averaged in: other features, same coverage
+    sid0 = res["scenes"][0]
+    one = store.read_any(sid0, "pred3d.abl_stage1_point")["features"].float()
+    aug = store.read_any(sid0, "pred3d.abl_stage1_point_tta")["features"].float()
+    assert one.shape == aug.shape and not torch.allclose(one, aug, atol=1e-3)
     out = json.loads((tmp_path / "report" / "ablation.json").read_text())
     assert set(out["sources"]) == set(rows) and "timings" in out["meta"]
     assert (tmp_path / "report" / "ablation.md").read_text().count("|") > 20
@@ -55,6 +61,11 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     assert set(curves) == {n for n, _, _ in RUNS} and all(len(c) == 1 for c in curves.values())
     assert curves["stage2_selfdistill"][0][0] > curves["stage1_superpoint"][0][0] > 0
     assert (tmp_path / "report" / "training_curves.png").stat().st_size > 1000
+    # the 3D rows are also scored on the held-out rooms (here the first tiny room), in the JSON and their own report
+    held = out["meta"]["held_out"]
+    assert held["split"] == "tiny" and held["rooms"] == 1 and set(held["miou"]) == set(rows[5:])
+    ho = json.loads((tmp_path / "report" / "ablation_held_out.json").read_text())
+    assert len(ho["scenes"]) == 1 and all(abs(ho["sources"][r]["miou"] - held["miou"][r]) < 0.01 for r in rows[5:])
 
     # rows (a) and (b) start at lr; row (c) resumes (b)'s best weights at the gentler stage-2 rate
     runs = store.root / "runs"
@@ -63,6 +74,11 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     assert ck["stage2_selfdistill"]["lr"] == cfg.lr_stage2 != cfg.lr
     assert ck["stage2_selfdistill"]["init_checkpoint"] == str(runs / "stage1_superpoint" / "best.pt")
     assert ck["stage2_selfdistill"]["epochs_stage1"] == 0 and not ck["stage1_superpoint"]["epochs_stage2"]
+    # the stage-2 loss settings reach row (c) only; the stage-1 rows keep the trainer's defaults
+    assert (ck["stage2_selfdistill"]["stage2_weight"], ck["stage2_selfdistill"]["pseudo_keep"]) == (0.5, 0.6)
+    assert ck["stage1_superpoint"]["stage2_weight"] == ck["stage1_point"]["pseudo_keep"] == 1.0
+    exported = torch.load(tmp_path / "student.pt", weights_only=True)
+    assert exported["iteration"] == torch.load(runs / "stage2_selfdistill" / "best.pt", weights_only=True)["iteration"]
 
     # a warm-started ablation: rows (a) and (b) start from the first run's best weights, curves count on from there
     warm = dataclasses.replace(cfg, init_runs=str(runs))

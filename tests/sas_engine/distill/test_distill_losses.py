@@ -2,8 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from sas_engine.distill.losses import (compact_ids, ema_update, pseudo_labels, segment_mean, stage1_loss,
-                                       stage2_loss)
+from sas_engine.distill.losses import (compact_ids, confident_mask, ema_update, pseudo_labels, segment_mean,
+                                       stage1_loss, stage2_loss)
 
 
 def test_segment_mean_and_weights():
@@ -47,12 +47,38 @@ def test_stage2_pseudo_labels_and_ce():
     text = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
     hist = torch.tensor([[0.9, 0.1], [0.8, 0.3], [0.1, 0.9]])
     seg = torch.tensor([0, 0, 1])
-    p, sp = pseudo_labels(hist, seg, text)
+    p, sp, mp, msp = pseudo_labels(hist, seg, text)
     assert p.tolist() == [0, 0, 1] and sp.tolist() == [0, 1]
+    assert mp.all() and msp.all()  # keep = 1 counts every pseudo label (the paper's loss)
     f3d = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     loss, parts = stage2_loss(f3d, seg, text, hist, temperature=0.1)
     ce = F.cross_entropy(torch.tensor([[10.0, 0.0]]), torch.tensor([0])).item()
     assert abs(parts["loss_ce_point"] - ce) < 1e-5 and abs(parts["loss_ce_superpoint"] - ce) < 1e-5
+
+
+def test_confident_mask_keeps_the_most_certain_rows_of_each_class():
+    # class 0: margins 0.8, 0.1, 0.5, 0.3; class 1 (rare): one row with a small margin that must survive
+    scores = torch.tensor([[0.9, 0.1], [0.55, 0.45], [0.75, 0.25], [0.65, 0.35], [0.48, 0.52]])
+    labels = scores.argmax(1)
+    assert confident_mask(scores, labels, 1.0).all()
+    assert confident_mask(scores, labels, 0.5).tolist() == [True, False, True, False, True]
+    assert confident_mask(scores, labels, 0.25).tolist() == [True, False, False, False, True]
+
+
+def test_stage2_loss_counts_only_kept_pseudo_labels():
+    text = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
+    hist = torch.tensor([[0.9, 0.1], [0.6, 0.5], [0.1, 0.9], [0.3, 0.4]])
+    seg = torch.tensor([0, 1, 2, 3])
+    f3d = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], requires_grad=True)
+    loss, parts = stage2_loss(f3d, seg, text, hist, temperature=0.1, keep=0.5)
+    ce_right = F.cross_entropy(torch.tensor([[10.0, 0.0]]), torch.tensor([0])).item()
+    # rows 1 and 3 (small margins, wrong features) are dropped: only the two confident, correct rows count
+    assert abs(parts["loss_ce_point"] - ce_right) < 1e-5 and abs(parts["loss_ce_superpoint"] - ce_right) < 1e-5
+    loss.backward()
+    assert f3d.grad[1].abs().sum() == 0 and f3d.grad[3].abs().sum() == 0
+    assert f3d.grad[0].abs().sum() > 0
+    _, full = stage2_loss(f3d, seg, text, hist, temperature=0.1, keep=1.0)
+    assert full["loss_ce_point"] > parts["loss_ce_point"] + 1.0
 
 
 def test_ema_update():

@@ -119,6 +119,55 @@ def test_cropped_training_resumes_exactly_with_sparse_checkpoints(tmp_path):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k
 
 
+def test_stage2_weight_scales_the_self_distillation_terms(tmp_path):
+    """With stage2_weight 0 the stage-2 epochs train exactly like stage-1 epochs (same schedule, data, crops); with
+    the default weight, and with only the confident half of the pseudo labels, the CE terms move the weights."""
+    text = _text()
+    scenes = [_scene(i, text) for i in range(2)]
+
+    def weights(name, **kw):
+        tr = DistillTrainer(_cfg(val_every=0, alpha=0.5, **kw), scenes, [], text, tmp_path / name,
+                            ArtefactStore(tmp_path / f"s{name}"))
+        tr.fit()
+        return tr, torch.cat([v.float().flatten() for v in tr.model.state_dict().values()])
+
+    _, plain = weights("plain", epochs_stage1=2, epochs_stage2=0)
+    tr0, off = weights("off", epochs_stage1=1, epochs_stage2=1, stage2_weight=0.0)
+    assert "loss_ce_point" in tr0.log[-1]  # the terms were computed and logged, just not weighted in
+    assert torch.allclose(plain, off, atol=1e-6)
+    _, on = weights("on", epochs_stage1=1, epochs_stage2=1)
+    trk, half = weights("half", epochs_stage1=1, epochs_stage2=1, pseudo_keep=0.5)
+    assert not torch.allclose(plain, on, atol=1e-4) and not torch.allclose(on, half, atol=1e-4)
+    assert trk.cfg.pseudo_keep == 0.5
+
+
+def test_unit_history_from_augmented_views(tmp_path):
+    """history_unit keeps the EMA over L2-normalised views (norms <= 1, > 0 where views agree); history_tta starts it
+    from an average over augmented passes, which differs from the plain pass."""
+    text = _text()
+    scenes = [_scene(i, text) for i in range(2)]
+
+    def trainer(name, **kw):
+        return DistillTrainer(_cfg(val_every=0, alpha=0.5, epochs_stage1=1, epochs_stage2=1, **kw), scenes, [], text,
+                              tmp_path / name, ArtefactStore(tmp_path / f"s{name}"))
+
+    unit = trainer("unit", history_unit=True, history_tta=2)
+    unit.fit()
+    for h in unit.history.values():
+        n = h.float().norm(dim=1)
+        assert bool((n <= 1.001).all()) and float(n.mean()) > 0.5
+    raw = trainer("raw")
+    raw._init_histories()
+    plain_init = torch.cat([h.float() for h in raw.history.values()])
+    norms = plain_init.norm(dim=1)
+    assert not torch.allclose(norms, torch.ones_like(norms), atol=0.05)  # raw outputs are not unit vectors
+    tta = trainer("tta", history_unit=True, history_tta=2)
+    tta._init_histories()
+    tta_init = torch.cat([h.float() for h in tta.history.values()])
+    cos = F.cosine_similarity(tta_init, plain_init, dim=1)
+    assert float(cos.mean()) > 0.5 and not torch.allclose(F.normalize(plain_init, dim=1), tta_init, atol=1e-3)
+
+
 def test_resume_refuses_other_config(tmp_path):
     text = _text()
     scenes = [_scene(0, text)]
@@ -128,6 +177,16 @@ def test_resume_refuses_other_config(tmp_path):
     with pytest.raises(SASInputError, match="another config"):
         DistillTrainer(_cfg(epochs_stage1=1, lr=0.5), scenes, [], text, tmp_path / "r",
                        ArtefactStore(tmp_path / "s")).fit()
+    # a checkpoint written before a config field existed resumes as if it had the field's default, and only then
+    last = tmp_path / "r" / "t" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    del ck["config"]["pseudo_keep"]
+    torch.save(ck, last)
+    old = DistillTrainer(_cfg(epochs_stage1=1), scenes, [], text, tmp_path / "r", ArtefactStore(tmp_path / "s"))
+    assert old.try_resume()
+    with pytest.raises(SASInputError, match="another config"):
+        DistillTrainer(_cfg(epochs_stage1=1, pseudo_keep=0.5), scenes, [], text, tmp_path / "r",
+                       ArtefactStore(tmp_path / "s")).try_resume()
 
 
 DDP_SCRIPT = """

@@ -39,6 +39,16 @@ def test_ensure_split_generates_once_and_caches(tmp_path, micro_split):
     assert len(scene.frames) == 3 and scene.frames[0].color.shape == (240, 320, 3)
 
 
+def test_ensure_split_first_generates_only_the_leading_rooms(tmp_path, monkeypatch):
+    cfg = SynthConfig(target_vertices=3000, num_frames=2, image_size=(80, 60))
+    monkeypatch.setitem(splits.SPLITS, "duo", SplitSpec("duo", ((5, "bathroom"), (6, "office")), cfg))
+    first = ensure_split("duo", tmp_path, progress=False, first=1)
+    assert first == [tmp_path / "duo" / "scans" / "synth0005_04"]
+    assert sorted(p.name for p in (tmp_path / "duo" / "scans").iterdir()) == ["synth0005_04"]
+    both = ensure_split("duo", tmp_path, progress=False)
+    assert both[0] == first[0] and both[1].name == "synth0006_02" and both[1].is_dir()
+
+
 def test_ensure_split_refuses_foreign_folder(tmp_path, micro_split):
     (tmp_path / "micro" / "scans" / "synth0005_04").mkdir(parents=True)
     with pytest.raises(SASInputError, match="not a synthetic scene folder"):
