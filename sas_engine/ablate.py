@@ -104,6 +104,8 @@ class AblateConfig:
 ROWS_2D = ("fused.{t0}", "fused.{t1}", "fused.add", "fused.linear", "fused.sas")
 RUNS = (("stage1_point", False, 0), ("stage1_superpoint", True, 0), ("stage2_selfdistill", True, 1))
 """(run name, superpoint loss, stage-2 run) of the three 3D rows."""
+STAGE2_FIELDS = ("stage2_weight", "pseudo_keep", "history_tta", "history_unit")
+"""Fields that :class:`AblateConfig` passes under the same name to row (c)'s :class:`DistillConfig` only."""
 
 
 def _distill_config(name: str, use_sp: bool, stage2: bool, cfg: AblateConfig, out_channels: int, runs_dir: Path):
@@ -111,8 +113,7 @@ def _distill_config(name: str, use_sp: bool, stage2: bool, cfg: AblateConfig, ou
 
     if stage2:
         init = str(runs_dir / "stage1_superpoint" / "best.pt")
-        extra = {"stage2_weight": cfg.stage2_weight, "pseudo_keep": cfg.pseudo_keep,
-                 "history_tta": cfg.history_tta, "history_unit": cfg.history_unit}
+        extra = {f: getattr(cfg, f) for f in STAGE2_FIELDS}
     else:
         init = str(Path(cfg.init_runs) / name / "best.pt") if cfg.init_runs else ""
         extra = {}
