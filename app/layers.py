@@ -17,9 +17,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from sas_engine.errors import SASInputError
+from sas_engine.errors import SASInputError, StaleArtefactError
 from sas_engine.scene import Scene
-from sas_engine.store import FORMAT_VERSION, ArtefactStore
+from sas_engine.store import ArtefactStore
 
 FUSIONS = ("sas", "linear", "add")
 """Multi-teacher fusion artefacts, best first."""
@@ -213,7 +213,12 @@ class SceneLayers:
         if self.store is None:
             raise SASInputError(None, f"no artefact store configured for {self.scene_id}")
         p = self.store.path(self.scene_id, artefact)
-        obj = read_artefact(p)
+        try:
+            obj = self.store.read_any(self.scene_id, artefact, geometry=self.scene.geometry_digest)
+        except StaleArtefactError as e:
+            raise SASInputError(None, str(e)) from None
+        if obj is None:
+            raise SASInputError(p, "artefact not found")
         n = self.scene.num_points
         if artefact == "superpoints":
             sp = _array(obj, "superpoints", p)
@@ -277,25 +282,6 @@ class SceneLayers:
                                    f"{len(classes)} classes")
         obj.update(scores=scores, teachers=teachers, classes=classes, path=str(p))
         return obj
-
-
-def read_artefact(p: Path) -> dict:
-    """Read a torch artefact for display: any config, but the current store format version only."""
-    if not p.is_file():
-        raise SASInputError(p, "artefact not found")
-    try:
-        from sas_engine.io.files import numpy_safe_globals
-
-        with torch.serialization.safe_globals(numpy_safe_globals()):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated or foreign file
-        raise SASInputError(p, f"not a readable artefact ({type(e).__name__})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("__header__"), dict):
-        raise SASInputError(p, "has no artefact header (foreign file)")
-    v = obj["__header__"].get("format_version")
-    if v != FORMAT_VERSION:
-        raise SASInputError(p, f"store format version {v}, this program reads {FORMAT_VERSION}: rebuild it")
-    return obj
 
 
 def _array(obj: dict, key: str, p: Path) -> np.ndarray:

@@ -10,13 +10,14 @@ import argparse
 import logging
 import sys
 
-from .commands import ablate, capability, distill, export, extract, fuse, infer, info, synth
+from .commands import ablate, capability, distill, export, extract, fuse, infer, info, superpoints, synth
 from .commands import eval as eval_cmd
 from .errors import SASError
 
 COMMANDS = {
     "info": info,
     "synth": synth,
+    "superpoints": superpoints,
     "extract": extract,
     "capability": capability,
     "fuse": fuse,

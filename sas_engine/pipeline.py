@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .config import config_dict
+from .io.files import file_digest  # noqa: F401  (re-exported: stamps artefacts made from a checkpoint)
 from .labels import PROMPT_SCENE, get_label_set
 from .store import ArtefactStore
 
@@ -62,6 +63,10 @@ class PipelineConfig:
     """Torch device of every stage."""
     teacher_kwargs: dict = field(default_factory=dict)
     """Per-teacher builder keyword arguments (checkpoint paths of real teachers...)."""
+    cache_frames: bool = False
+    """Keep each teacher's per-frame outputs in the store (``feat2d.*``, what ``sas extract`` writes) before fusing.
+    Off by default: fusion runs the teachers frame by frame and keeps nothing (a dense map is 3.7 MB per frame);
+    a cache that ``sas extract`` already made with the same teacher weights and frames is used either way."""
 
 
 def _report(progress: Optional[Progress], frac: float, msg: str) -> None:
@@ -87,48 +92,89 @@ def ensure_superpoints(store: ArtefactStore, scene) -> np.ndarray:
     got = store.get_or_compute(
         scene.scene_id, "superpoints",
         lambda: {"superpoints": torch.as_tensor(superpoints_for_scene(scene, sp_cfg), dtype=torch.int64)},
-        kind="superpoints", config=sp_cfg, inputs={"scene": scene.scene_id, "points": scene.num_points,
-                                                   "official": scene.superpoints is not None})
+        kind="superpoints", config=sp_cfg, geometry=scene.geometry_digest,
+        inputs={"scene": scene.scene_id, "official": _array_digest(scene.superpoints),
+                "faces": _array_digest(scene.faces), "normals": _array_digest(scene.normals)})
     return got["superpoints"].numpy()
 
 
+def _array_digest(a) -> Optional[str]:
+    import hashlib
+
+    if a is None:
+        return None
+    return hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=8).hexdigest()
+
+
 # -- stages 2 + 3 ------------------------------------------------------------------------------------------------
-def fuse_teacher(store: ArtefactStore, scene, teacher, cfg: PipelineConfig, vocab_text: torch.Tensor,
-                 progress: bool = True) -> dict:
-    """Extract (cached per frame) and fuse one teacher onto the scene's points: ``fused.<teacher>`` with per-point
-    class votes of the individual views."""
+def teacher_source(store: ArtefactStore, scene, teacher, cfg: PipelineConfig):
+    """The fusion feature source of one teacher on one scene: ``sas extract``'s cache when it is complete and was
+    made with this teacher's weights and these frames, else the teacher run frame by frame (cached first when
+    ``cfg.cache_frames``)."""
+    from .teachers.cache import (ExtractConfig, cached_feature_source, extract_config, extract_scene, scene_done,
+                                 streamed_feature_source)
+
+    scene.require_frames(f"teacher {teacher.name}")
+    teacher = teacher.for_scene(scene.scene_id)
+    ecfg = ExtractConfig(text_encoder=cfg.text_encoder)
+    _, econf, enc, cap = extract_config(teacher, ecfg, scene=scene)
+    if cfg.cache_frames and not scene_done(store, scene.scene_id, teacher.name, econf):
+        extract_scene(scene, teacher, store, ecfg, text_encoder=enc, captioner=cap)
+    if scene_done(store, scene.scene_id, teacher.name, econf):
+        return cached_feature_source(store, scene, teacher.name, device=cfg.device)
+    return streamed_feature_source(scene, teacher, ecfg, text_encoder=enc, captioner=cap, device=cfg.device)
+
+
+def fuse_source(store: ArtefactStore, scene, name: str, source, cfg: PipelineConfig, vocab_text: torch.Tensor,
+                progress: bool = True) -> dict:
+    """``fused.<name>``: multi-view fusion of a feature source (:func:`teacher_source`) onto the scene's points, with
+    per-point class votes of the individual views. Cached; the artefact records the points' geometry digest and the
+    source's extraction config (teacher weights by content, frames digest), and is returned with its header."""
     from .capability.artefacts import KIND, save_single
+    from .errors import StaleArtefactError
     from .geometry import FusionConfig, fuse_features
-    from .teachers.cache import cached_feature_source, extract_scene
 
     fcfg = FusionConfig.from_preset(scene.dataset)
-    conf = {"fusion": config_dict(fcfg), "dataset": scene.dataset, "teacher": teacher.name,
-            "teacher_config": teacher.config(), "votes": get_label_set(scene.label_set).name}
+    conf = {"fusion": config_dict(fcfg), "dataset": scene.dataset, "teacher": name, "extract": source.config,
+            "votes": get_label_set(scene.label_set).name}
+    key = dict(kind=KIND, config=conf, inputs={"scene": scene.scene_id}, geometry=scene.geometry_digest, header=True)
     try:
-        got = store.load(scene.scene_id, f"fused.{teacher.name}", kind=KIND, config=conf,
-                         inputs={"scene": scene.scene_id})
-    except Exception as e:  # stale -> recompute
-        log.warning("recomputing fused.%s: %s", teacher.name, e)
+        got = store.load(scene.scene_id, f"fused.{name}", **key)
+    except StaleArtefactError as e:
+        log.warning("recomputing fused.%s: %s", name, e)
         got = None
     if got is not None:
         return got
-    extract_scene(scene, teacher, store, progress=progress)
-    source = cached_feature_source(store, scene, teacher.name, device=cfg.device)
     text = vocab_text.to(cfg.device)
 
     def vote(feat: torch.Tensor) -> torch.Tensor:
+        if feat.shape[-1] != text.shape[1]:
+            from .errors import SASInputError
+
+            raise SASInputError(None, f"teacher {name!r} gives {feat.shape[-1]}-d features but the text encoder "
+                                      f"({cfg.text_encoder or 'minilm'}) gives {text.shape[1]}-d embeddings: pass "
+                                      "the --text-encoder of the teacher's space (see the README's 'Real weights')")
         return (torch.nn.functional.normalize(feat.float(), dim=-1) @ text.T).argmax(1)
 
     res = fuse_features(scene.points, scene.frames, source, fcfg, device=cfg.device, vote_fn=vote,
                         num_classes=text.shape[0], progress=progress)
-    save_single(store, scene.scene_id, teacher.name, res, {k: v for k, v in conf.items() if k != "teacher"})
-    return store.load(scene.scene_id, f"fused.{teacher.name}", kind=KIND, config=conf,
-                      inputs={"scene": scene.scene_id})
+    save_single(store, scene.scene_id, name, res, {k: v for k, v in conf.items() if k != "teacher"},
+                geometry=scene.geometry_digest)
+    return store.load(scene.scene_id, f"fused.{name}", **key)
+
+
+def fuse_teacher(store: ArtefactStore, scene, teacher, cfg: PipelineConfig, vocab_text: torch.Tensor,
+                 progress: bool = True) -> dict:
+    """Stages 2 + 3 for one teacher: ``fused.<teacher>`` (see :func:`fuse_source`)."""
+    return fuse_source(store, scene, teacher.name, teacher_source(store, scene, teacher, cfg), cfg, vocab_text,
+                       progress)
 
 
 # -- stage 4 -----------------------------------------------------------------------------------------------------
-def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineConfig, label_set: str = "scannet20"):
-    """The shared capability table of ``teachers`` (computed once, then read from the store)."""
+def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineConfig, label_set: str = "scannet20",
+                      progress: Optional[Callable[[int, int], None]] = None):
+    """The shared capability table of ``teachers`` (computed once, then read from the store); ``progress(done,
+    total)`` follows the scoring of the synthesized images when it is computed."""
     from .capability import build_synthesizer, load_capability_table, save_capability_table, score_capabilities
     from .capability.table import KIND
     from .errors import StaleArtefactError
@@ -154,7 +200,7 @@ def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineCon
     for im in images:
         im.class_index = keep[im.class_index]
     enc = get_text_encoder(cfg.text_encoder, device=cfg.device)
-    table = score_capabilities(teachers, images, words, enc, mode=cfg.capability_mode)
+    table = score_capabilities(teachers, images, words, enc, mode=cfg.capability_mode, progress=progress)
     table.classes, table.words = list(labels.names), words
     table.images = save_gallery(store, cfg.synthesizer, images, teachers, words, labels.names, enc)
     save_capability_table(store, table, cfg.synthesizer, config=conf)
@@ -203,19 +249,32 @@ def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict],
                   cfg: PipelineConfig) -> dict:
     """``fused.<mode>`` for mode ``sas`` (capability-guided), ``add`` (mean) or ``linear`` (fixed global weights).
 
+    ``fused`` are the teachers' ``fused.<teacher>`` payloads with their headers (as :func:`fuse_source` and
+    :func:`sas_engine.capability.artefacts.load_any` return them): the combination records their hashes, so it is
+    stale as soon as any of them changed. ``table`` (the capability table) is needed by ``sas`` and ``linear`` only.
     The per-point argmax classes of capability-guided fusion index the capability table's vocabulary."""
     from .capability import add_fuse, capability_fuse, linear_fuse
     from .capability.artefacts import KIND, save_fused
+    from .errors import SASInputError, StaleArtefactError
 
-    from .errors import SASInputError
-
-    conf = {"teachers": list(names), "synth": cfg.synthesizer, "tau": cfg.tau, "weighting": cfg.weighting,
-            "catch_all": cfg.catch_all,
-            "capability": np.nan_to_num(table.select(list(names)), nan=-1).round(6).tolist()}
+    if mode not in COMBINED_MODES:
+        raise SASInputError(None, f"unknown fusion mode {mode!r}; known: {', '.join(COMBINED_MODES)}")
+    if mode != "add" and table is None:
+        raise SASInputError(None, f"fusion mode {mode!r} needs a capability table; build one with `sas capability "
+                                  f"--teachers {','.join(names)}` (mode 'add' needs none)")
+    conf: dict = {"teachers": list(names)}
+    if mode != "add":
+        conf["synth"] = cfg.synthesizer
+    if mode == "sas":
+        conf.update(tau=cfg.tau, weighting=cfg.weighting, catch_all=cfg.catch_all,
+                    capability=np.nan_to_num(table.select(list(names)), nan=-1).round(6).tolist())
+    if mode == "linear":
+        conf["linear_weights"] = list(table.linear_weights or [])
+    inputs = {"scene": scene.scene_id, "fused": [str((f.get("__header__") or {}).get("hash")) for f in fused]}
+    key = dict(kind=KIND, config=dict(conf, mode=mode), inputs=inputs, geometry=scene.geometry_digest)
     try:
-        got = store.load(scene.scene_id, f"fused.{mode}", kind=KIND, config=dict(conf, mode=mode),
-                         inputs={"scene": scene.scene_id})
-    except Exception as e:
+        got = store.load(scene.scene_id, f"fused.{mode}", **key)
+    except StaleArtefactError as e:
         log.warning("recomputing fused.%s: %s", mode, e)
         got = None
     if got is not None:
@@ -244,25 +303,11 @@ def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict],
             [PROMPT_SCENE.format(w) for w in table.prompt_words()])
         res = capability_fuse(feats, masks, table.select(list(names)), text, tau=cfg.tau, catch_all=catch,
                               weighting=cfg.weighting, teachers=list(names), device=cfg.device)
-    else:
-        raise SASInputError(None, f"unknown fusion mode {mode!r}; known: {', '.join(COMBINED_MODES)}")
-    save_fused(store, scene.scene_id, mode, res, conf)
-    return store.load(scene.scene_id, f"fused.{mode}", kind=KIND, config=dict(conf, mode=mode),
-                      inputs={"scene": scene.scene_id})
+    save_fused(store, scene.scene_id, mode, res, conf, inputs=inputs, geometry=scene.geometry_digest)
+    return store.load(scene.scene_id, f"fused.{mode}", **key)
 
 
 # -- stage 6 -----------------------------------------------------------------------------------------------------
-def file_digest(path: str | Path) -> str:
-    """sha256 (16 hex digits) of a file's bytes: stamps artefacts made from a checkpoint."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def ensure_student(store: ArtefactStore, scene, cfg: PipelineConfig, checkpoint: Optional[str | Path] = None,
                    name: Optional[str] = None, model: Optional[str] = None, tta: int = 0) -> Optional[dict]:
     """``pred3d.<name>`` from a student checkpoint (default: the configured one); ``None`` when it does not exist.
@@ -285,7 +330,7 @@ def ensure_student(store: ArtefactStore, scene, cfg: PipelineConfig, checkpoint:
         return {"features": infer_points(net, scene.points, voxel, device=cfg.device, tta=tta)}
 
     return store.get_or_compute(scene.scene_id, f"pred3d.{name}", compute, kind="pred3d", config=conf,
-                                inputs={"scene": scene.scene_id, "points": scene.num_points})
+                                inputs={"scene": scene.scene_id}, geometry=scene.geometry_digest)
 
 
 # -- orchestration -----------------------------------------------------------------------------------------------
@@ -299,11 +344,17 @@ def run_scene(store: ArtefactStore, scene, cfg: PipelineConfig, teachers: Sequen
               progress: bool = True, student: bool = True) -> list[str]:
     """Stages 1, 2-3, 5 and 6 for one scene (the capability table is computed once per run). Returns the artefact
     names now present for the scene."""
-    text = vocabulary_text(scene.label_set, cfg)
     ensure_superpoints(store, scene)
+    made = ["superpoints"]
+    if len(scene.frames) == 0:
+        log.info("%s has no RGB-D frames: the 2D teacher and fusion stages are skipped (they need images); "
+                 "only the 3D student runs", scene.scene_id)
+        teachers = []
+    else:
+        text = vocabulary_text(scene.label_set, cfg)
     fused = [fuse_teacher(store, scene, t, cfg, text, progress=progress) for t in teachers]
     names = [t.name for t in teachers]
-    made = ["superpoints"] + [f"fused.{n}" for n in names]
+    made += [f"fused.{n}" for n in names]
     if len(teachers) > 1:
         for mode in COMBINED_MODES:
             fuse_combined(store, scene, mode, fused, names, table, cfg)
@@ -314,8 +365,10 @@ def run_scene(store: ArtefactStore, scene, cfg: PipelineConfig, teachers: Sequen
 
 
 def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, *, progress: Optional[Progress] = None,
-              student: bool = True, dataset: Optional[str] = None, workers: int = 1) -> list[str]:
-    """Run the pipeline over scene folders; returns their scene ids.
+              student: bool = True, dataset: Optional[str] = None, workers: int = 1,
+              on_scene: Optional[Callable[[str], None]] = None) -> list[str]:
+    """Run the pipeline over scene folders; returns their scene ids. ``on_scene(scene_id)`` is called as each scene
+    is finished (e.g. to offer its layers in the app while the others run).
 
     ``workers`` > 1 (CPU only): once the capability table or a scene turns out not to be cached (over 3 s), the rest
     go to that many spawned processes of one torch thread each. The compact teachers' small convolutions barely use
@@ -337,12 +390,15 @@ def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, 
     for i, p in enumerate(paths):
         if parallel and len(paths) - i > 1 and slow:
             return ids + _run_split_parallel(store, paths[i:], cfg, progress, student, dataset,
-                                             min(workers, len(paths) - i), done_before=i, total=len(paths))
+                                             min(workers, len(paths) - i), done_before=i, total=len(paths),
+                                             on_scene=on_scene)
         t0 = time.monotonic()
         scene = load_scene(p, dataset=dataset)
         _report(progress, 0.1 + 0.9 * i / max(1, len(paths)), f"scene {scene.scene_id} ({i + 1}/{len(paths)})")
         run_scene(store, scene, cfg, teachers, table, student=student)
         ids.append(scene.scene_id)
+        if on_scene is not None:
+            on_scene(scene.scene_id)
         slow = time.monotonic() - t0 > 3.0
     _report(progress, 1.0, f"{len(ids)} scenes ready")
     return ids
@@ -362,7 +418,7 @@ def _scene_worker(store_root: str, path: str, cfg: PipelineConfig, student: bool
 
 
 def _run_split_parallel(store, paths, cfg, progress, student, dataset, workers: int, done_before: int,
-                        total: int) -> list[str]:
+                        total: int, on_scene: Optional[Callable[[str], None]] = None) -> list[str]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -375,6 +431,8 @@ def _run_split_parallel(store, paths, cfg, progress, student, dataset, workers: 
         for k, f in enumerate(tqdm(as_completed(futs), total=len(futs), desc=f"scenes ({workers} workers)",
                                    unit="scene"), 1):
             ids[futs[f]] = f.result()
+            if on_scene is not None:
+                on_scene(ids[futs[f]])
             done = done_before + k
             _report(progress, 0.1 + 0.9 * done / total, f"scene {ids[futs[f]]} done ({done}/{total})")
     _report(progress, 1.0, f"{total} scenes ready")

@@ -36,6 +36,16 @@ MAX_QUERY_CHARS = 200
 MAX_QUERY_NAMES = 64
 """Most comma-separated names accepted in one labelled-segmentation query."""
 
+BACKGROUND = -2
+"""Label of points that match none of the typed names well (:meth:`QueryEngine.segment_names`); -1 = no feature."""
+
+CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")
+"""LERF's canonical negative phrases: every relevance is measured against them (and the vocabulary)."""
+
+QUERY_TEMPLATES = ("a {} in a scene", "a photo of a {}", "a {}", "{}")
+"""Prompt ensemble of short queries and of vocabulary names (each embedding is the normalised mean over these)."""
+
+
 
 def clean_query(text: object, *, what: str = "query") -> str:
     """Normalise one free-text query: NFC, control characters dropped, whitespace collapsed.
@@ -84,6 +94,55 @@ def apply_template(template: Optional[str], names: Sequence[str]) -> list[str]:
     if not isinstance(template, str) or template.count("{}") != 1 or template.count("{") != 1:
         raise SASInputError(None, f"prompt template {template!r} must contain exactly one '{{}}' placeholder")
     return [template.format(n) for n in names]
+
+
+@dataclass(frozen=True)
+class RelevanceConfig:
+    """How a text query becomes a calibrated relevance (see :meth:`QueryEngine.relevance`).
+
+    The numbers were chosen on held-out synthetic rooms that are not the validation (demo) rooms; see
+    :data:`RELEVANCE` and ``scripts/tune_relevance.py``.
+    """
+
+    templates: tuple[str, ...] = QUERY_TEMPLATES
+    """Prompt ensemble applied to short texts (queries and vocabulary names)."""
+    short_words: int = 3
+    """Texts of at most this many words go through :attr:`templates`; longer ones through :attr:`long_templates`."""
+    long_templates: tuple[str, ...] = ("{}",)
+    """Templates of longer texts (a sentence is already a prompt)."""
+    temperature: float = 10.0
+    """Scale of the cosine margin inside the sigmoid (only spreads the colour map; decisions use the threshold)."""
+    alias_cosine: float = 0.8
+    """A vocabulary name whose text embedding has at least this cosine with the query's answers for the query
+    (synonyms: "couch" -> sofa) instead of competing with it."""
+    nearest_alias_cosine: float = 0.35
+    """The vocabulary name nearest to the query answers for it when their cosine reaches this (paraphrases: "a place
+    to wash hands" -> sink); 1.01 turns nearest aliases off."""
+    canonical: tuple[str, ...] = CANONICAL_NEGATIVES
+    """Negative phrases always competing with the query."""
+    threshold: float = 0.5
+    """Default heat-map threshold on the relevance (0.5 = the query ties with its strongest competitor)."""
+    segment_threshold: float = 0.5
+    """Relevance below which a point of a comma-list segmentation is left as background."""
+    segment_superpoints: bool = False
+    """Comma lists average each name's cosines over superpoints before labelling (the app passes the scene's
+    superpoints to :meth:`QueryEngine.segment_names` when this is set)."""
+
+    def __post_init__(self):
+        for t in tuple(self.templates) + tuple(self.long_templates):
+            apply_template(t, ["x"])
+        if not self.templates or not self.long_templates:
+            raise SASInputError(None, "a relevance config needs at least one template for short and long texts")
+        if not self.temperature > 0:
+            raise SASInputError(None, f"relevance temperature must be > 0, got {self.temperature}")
+        for name in ("threshold", "segment_threshold"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise SASInputError(None, f"relevance {name} must be in [0, 1], got {v}")
+
+
+RELEVANCE = RelevanceConfig()
+"""The default relevance settings (the app's and the engine's)."""
 
 
 class TextEmbeddingCache:
@@ -302,6 +361,230 @@ class QueryEngine:
         return labels, scores
 
 
+    # -- calibrated relevance ----------------------------------------------------------------------------------
+    def ensemble_embeddings(self, texts: Sequence[str], cfg: RelevanceConfig = RELEVANCE) -> torch.Tensor:
+        """float32 [K, C]: each text's prompt-ensemble embedding, the normalised mean of its templated prompts
+        (``cfg.templates`` for texts of at most ``cfg.short_words`` words, ``cfg.long_templates`` otherwise)."""
+        return self._ensemble(self._state, texts, cfg)
+
+    def _ensemble(self, st: Optional[_SceneState], texts: Sequence[str], cfg: RelevanceConfig) -> torch.Tensor:
+        prompts, owner = [], []
+        for k, t in enumerate(texts):
+            tpls = cfg.templates if len(t.split()) <= cfg.short_words else cfg.long_templates
+            for tpl in tpls:
+                prompts.append(tpl.format(t))
+                owner.append(k)
+        emb = self._embed(st, prompts, None)
+        out = torch.zeros((len(texts), emb.shape[1]), dtype=torch.float32)
+        out.index_add_(0, torch.as_tensor(owner), emb)
+        return torch.nn.functional.normalize(out, dim=1)
+
+    def _plan(self, st: Optional[_SceneState], names: Sequence[str], vocabulary: Sequence[str],
+              cfg: RelevanceConfig) -> "_Plan":
+        """Embeddings of the typed names, their vocabulary aliases and the negatives (see :meth:`relevance`)."""
+        names = [clean_query(n, what="name") for n in names]
+        if not names:
+            raise SASInputError(None, "no names given")
+        if len(names) > MAX_QUERY_NAMES:
+            raise SASInputError(None, f"{len(names)} names given; at most {MAX_QUERY_NAMES} at once")
+        if isinstance(vocabulary, str):
+            raise SASInputError(None, "the vocabulary must be a list of names, not one string")
+        vocab = list(dict.fromkeys(clean_query(v, what="vocabulary name") for v in vocabulary))
+        canon = [c for c in dict.fromkeys(cfg.canonical) if c not in vocab]
+        e_q = self._ensemble(st, names, cfg)
+        e_o = self._ensemble(st, vocab + canon, cfg) if vocab or canon else torch.zeros((0, e_q.shape[1]))
+        text_cos = (e_q @ e_o.T).numpy()  # [K, V + canonical]
+        aliases: list[list[int]] = []
+        covered = np.zeros(len(vocab) + len(canon), dtype=bool)
+        for k in range(len(names)):
+            row = text_cos[k]
+            al = set(np.flatnonzero(row >= cfg.alias_cosine).tolist())
+            if vocab:
+                j = int(np.argmax(row[: len(vocab)]))
+                if row[j] >= cfg.nearest_alias_cosine:
+                    al.add(j)
+            al = sorted(al)
+            covered[al] = True
+            aliases.append([a for a in al if a < len(vocab)])  # canonical phrases never answer for a name
+        neg = np.flatnonzero(~covered)
+        if neg.size == 0:
+            raise SASInputError(None, "every vocabulary name and negative phrase means the same as the query: "
+                                      "nothing is left to measure the relevance against")
+        others = vocab + canon
+        cols, owner = [], []
+        for k in range(len(names)):
+            cols.append(e_q[k])
+            owner.append(k)
+            for a in aliases[k]:
+                cols.append(e_o[a])
+                owner.append(k)
+        for j in neg:
+            cols.append(e_o[int(j)])
+            owner.append(-1)
+        return _Plan(names, [[vocab[a] for a in al] for al in aliases], [others[int(j)] for j in neg],
+                     torch.stack(cols), np.asarray(owner, dtype=np.int64))
+
+    def _cosines(self, st: _SceneState, emb: torch.Tensor) -> np.ndarray:
+        """float32 [N, K] cosine of every point with each (normalised) row of ``emb``; NaN rows where masked."""
+        emb_t = emb.to(torch.float32).T.contiguous()
+        n = st.unit.shape[0]
+        out = torch.empty((n, emb.shape[0]), dtype=torch.float32)
+        buf = torch.empty((min(self.chunk_rows, n), st.unit.shape[1]), dtype=torch.float32)
+        for s in range(0, n, self.chunk_rows):
+            e = min(n, s + self.chunk_rows)
+            b = buf[: e - s]
+            b.copy_(st.unit[s:e])
+            torch.mm(b, emb_t, out=out[s:e])
+        res = out.numpy()
+        res[~st.mask] = np.nan
+        return res
+
+    def _scored(self, st: _SceneState, plan: "_Plan", cfg: RelevanceConfig,
+                groups: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(per-name score [N, K] = best cosine over the name and its aliases, best negative cosine [N], cosine with
+        each typed name's own embedding [N, K]); group-averaged first when ``groups`` is given."""
+        cos = self._cosines(st, plan.emb)
+        if groups is not None:
+            cos = group_mean(cos, groups)
+        k = len(plan.names)
+        per = np.full((cos.shape[0], k), -np.inf, dtype=np.float32)
+        own = np.empty((cos.shape[0], k), dtype=np.float32)
+        for i in range(k):
+            cols = np.flatnonzero(plan.owner == i)
+            own[:, i] = cos[:, cols[0]]
+            per[:, i] = cos[:, cols].max(1)
+        negc = cos[:, plan.owner < 0].max(1)
+        per[~st.mask] = np.nan
+        return per, negc, own
+
+    def relevance(self, text: str, vocabulary: Sequence[str] = (), cfg: RelevanceConfig = RELEVANCE,
+                  groups: Optional[np.ndarray] = None) -> "Relevance":
+        """Calibrated relevance of every point to a free-text query, comparable across scenes and queries.
+
+        ``r(x) = sigmoid(T * (max_{a in {q} + A(q)} cos(x, a) - max_{n in N(q)} cos(x, n)))``: the query ``q`` (its
+        prompt-ensemble embedding, :meth:`ensemble_embeddings`) and its *aliases* ``A(q)`` - the vocabulary names
+        meaning the same (text cosine >= ``cfg.alias_cosine``) plus the nearest one when its cosine reaches
+        ``cfg.nearest_alias_cosine`` - compete with the *negatives* ``N(q)``: every other vocabulary name and LERF's
+        canonical phrases (``cfg.canonical``). r = 0.5 where the query ties with its strongest competitor, so an
+        object the scene does not hold scores below 0.5 everywhere (its points are better described by another
+        name), whatever the scene's own range of cosines. ``T`` = ``cfg.temperature``.
+
+        Args:
+            text: the query (see :func:`clean_query`).
+            vocabulary: the label set's names (the scene's classes, e.g. ScanNet-20's prompt names).
+            cfg: templates, alias cosines, temperature.
+            groups: optional int64 [N] superpoint ids: cosines are averaged per group first.
+        """
+        st = self._snapshot()
+        plan = self._plan(st, [clean_query(text)], vocabulary, cfg)
+        per, negc, own = self._scored(st, plan, cfg, _check_groups(groups, st))
+        with np.errstate(invalid="ignore", over="ignore"):
+            score = _sigmoid(cfg.temperature * (per[:, 0] - negc))
+        return Relevance(plan.names[0], score, own[:, 0], plan.aliases[0], plan.negatives)
+
+    def segment_names(self, names: Sequence[str], vocabulary: Sequence[str] = (), cfg: RelevanceConfig = RELEVANCE,
+                      groups: Optional[np.ndarray] = None, threshold: Optional[float] = None) -> "NamedSegmentation":
+        """Label every point with the best of the typed names, or :data:`BACKGROUND` when none matches well.
+
+        Each name scores like :meth:`relevance` (its own embedding and its aliases); the winning name's relevance is
+        measured against the vocabulary names that none of the typed names covers and the canonical phrases. Points
+        below ``threshold`` (default ``cfg.segment_threshold``) are background: typing "chair, table, sofa, bed"
+        leaves walls and floor unlabelled instead of calling them "bed".
+        """
+        st = self._snapshot()
+        thr = cfg.segment_threshold if threshold is None else float(threshold)
+        if not 0.0 <= thr <= 1.0:
+            raise SASInputError(None, f"threshold must be in [0, 1], got {thr}")
+        plan = self._plan(st, names, vocabulary, cfg)
+        per, negc, _ = self._scored(st, plan, cfg, _check_groups(groups, st))
+        labels = np.full(per.shape[0], -1, dtype=np.int64)
+        scores = np.full(per.shape[0], np.nan, dtype=np.float32)
+        m = st.mask
+        if m.any():
+            p = per[m]
+            best = p.argmax(1)
+            with np.errstate(over="ignore"):
+                r = _sigmoid(cfg.temperature * (p.max(1) - negc[m]))
+            labels[m] = np.where(r >= thr, best, BACKGROUND)
+            scores[m] = r
+        return NamedSegmentation(plan.names, labels, scores, plan.aliases, plan.negatives)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    names: list[str]
+    aliases: list[list[str]]
+    negatives: list[str]
+    emb: torch.Tensor  # float32 [M, C]: per typed name its own embedding then its aliases', then the negatives
+    owner: np.ndarray  # int64 [M]: typed-name index of each row, -1 for negatives
+
+
+@dataclass
+class Relevance:
+    """A calibrated query result (:meth:`QueryEngine.relevance`).
+
+    Attributes:
+        text: the cleaned query.
+        score: float32 [N] relevance in (0, 1); NaN where the point has no feature.
+        cosine: float32 [N] plain cosine with the query's own embedding.
+        aliases: vocabulary names that answered for the query.
+        negatives: names it was measured against.
+    """
+
+    text: str
+    score: np.ndarray
+    cosine: np.ndarray
+    aliases: list[str]
+    negatives: list[str]
+
+
+@dataclass
+class NamedSegmentation:
+    """A comma-list segmentation with a background (:meth:`QueryEngine.segment_names`).
+
+    Attributes:
+        names: the cleaned typed names.
+        labels: int64 [N] index into ``names``; :data:`BACKGROUND` (-2) = none matches; -1 = no feature.
+        scores: float32 [N] relevance of the best name; NaN where the point has no feature.
+        aliases: per name, the vocabulary names that answered for it.
+        negatives: names the relevance was measured against.
+    """
+
+    names: list[str]
+    labels: np.ndarray
+    scores: np.ndarray
+    aliases: list[list[str]]
+    negatives: list[str]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))).astype(np.float32)
+
+
+def _check_groups(groups: Optional[np.ndarray], st: _SceneState) -> Optional[np.ndarray]:
+    if groups is None:
+        return None
+    g = np.asarray(groups).reshape(-1)
+    if g.shape[0] != st.unit.shape[0]:
+        raise SASInputError(None, f"scene {st.scene_id}: groups has {g.shape[0]} entries for {st.unit.shape[0]} points")
+    return g.astype(np.int64)
+
+
+def group_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """float32 [N, K]: each row replaced by the mean of the finite rows of its group (NaN rows stay NaN)."""
+    v = np.asarray(values, dtype=np.float32)
+    _, inv = np.unique(groups, return_inverse=True)
+    fin = np.isfinite(v[:, 0])
+    cnt = np.bincount(inv, weights=fin.astype(np.float64))
+    out = np.empty_like(v)
+    for j in range(v.shape[1]):
+        tot = np.bincount(inv, weights=np.where(fin, v[:, j], 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = (tot / cnt)[inv]
+    out[~fin] = np.nan
+    return out
+
+
 def normalize_heat(sim: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Min-max normalise a similarity vector over its finite entries.
 
@@ -371,18 +654,35 @@ def voxel_components(points: np.ndarray, voxel: float) -> np.ndarray:
 
 
 def top_objects(sim: np.ndarray, points: np.ndarray, threshold: float, k: int = 5, *,
-                groups: Optional[np.ndarray] = None, voxel: float = 0.05, min_points: int = 10) -> list[ObjectHit]:
-    """The ``k`` best connected regions whose (superpoint-averaged) normalised similarity is >= ``threshold``.
+                groups: Optional[np.ndarray] = None, voxel: float = 0.05, min_points: int = 10,
+                normalize: bool = True) -> list[ObjectHit]:
+    """The ``k`` best connected regions whose (superpoint-averaged) score is >= ``threshold``.
 
     Args:
-        sim: float32 [N] cosine similarity (NaN = no feature).
+        sim: float32 [N] score: cosine similarity, or a calibrated relevance with ``normalize=False`` (NaN = no
+            feature).
         points: float32 [N, 3] positions.
-        threshold: in [0, 1] on the min-max normalised similarity (see :func:`normalize_heat`).
-        k: how many regions to return, best mean cosine first.
+        threshold: in [0, 1]: on the min-max normalised score (see :func:`normalize_heat`) when ``normalize``, else
+            on the score itself (a calibrated relevance, :meth:`QueryEngine.relevance`).
+        k: how many regions to return, best mean score first.
         groups: optional int64 [N] superpoint / instance id: the similarity is averaged per group first, so regions
             snap to whole superpoints.
         voxel: connectivity distance in metres (regions touching through occupied voxels of this edge are one).
         min_points: regions smaller than this are dropped.
+    """
+    return find_regions(sim, points, threshold, groups=groups, voxel=voxel, min_points=min_points,
+                        normalize=normalize)[0][: max(0, int(k))]
+
+
+def find_regions(sim: np.ndarray, points: np.ndarray, threshold: float, *, groups: Optional[np.ndarray] = None,
+                 voxel: float = 0.05, min_points: int = 10,
+                 normalize: bool = False) -> tuple[list[ObjectHit], np.ndarray]:
+    """Every region of :func:`top_objects` (best first) and the score it thresholds.
+
+    Returns:
+        (regions, display): ``display`` float32 [N] is the (superpoint-averaged) score inside the regions, -1 at the
+        other points with a feature (below any threshold: an app shows them uncoloured) and NaN where there is no
+        feature, so a map coloured from it shows exactly the regions: an empty region list is an empty map.
     """
     sim = np.asarray(sim, dtype=np.float32)
     n = sim.shape[0]
@@ -400,10 +700,11 @@ def top_objects(sim: np.ndarray, points: np.ndarray, threshold: float, k: int = 
         with np.errstate(invalid="ignore", divide="ignore"):
             gmean = tot / cnt
         score = np.where(fin, gmean[ginv], np.nan)
-    heat, _, _ = normalize_heat(score.astype(np.float32))
+    heat = normalize_heat(score.astype(np.float32))[0] if normalize else score.astype(np.float32)
+    display = np.where(fin, np.float32(-1.0), np.float32(np.nan)).astype(np.float32)
     sel = np.nonzero(np.isfinite(heat) & (heat >= float(threshold)))[0]
     if sel.size == 0:
-        return []
+        return [], display
     comp = voxel_components(points[sel], voxel)
     order = np.argsort(comp, kind="stable")
     bounds = np.flatnonzero(np.diff(comp[order])) + 1
@@ -413,6 +714,7 @@ def top_objects(sim: np.ndarray, points: np.ndarray, threshold: float, k: int = 
             continue
         idx = sel[part]
         s = sim[idx]
+        display[idx] = heat[idx]
         hits.append(ObjectHit(idx, float(np.nanmean(s)), float(np.nanmax(s)), points[idx].mean(0).astype(np.float32)))
     hits.sort(key=lambda h: (-h.score, -h.size))
-    return hits[: max(0, int(k))]
+    return hits, display

@@ -8,8 +8,13 @@ Layout::
 
 Every artefact is written atomically (temporary file in the same folder, flush + fsync, ``os.replace``) and stamped
 with a header: the store format version, the artefact kind, the producing config and a hash of config + inputs.
+Per-point artefacts (superpoints, fused features, student predictions...) also record ``geometry``, the digest of the
+scene's points in order (:func:`sas_engine.scene.geometry_digest`): a scene id alone never pairs results with points.
+Inputs name what an artefact was made from by content (teacher checkpoints by their bytes, frames by their files and
+poses, earlier artefacts by their header hash), so a changed input makes everything built on it stale.
 Loading compares the header with what the caller expects; a stale or foreign artefact is refused with
-:class:`StaleArtefactError` (or recomputed by :meth:`ArtefactStore.get_or_compute`), never silently reused.
+:class:`StaleArtefactError` naming both sides (or recomputed by :meth:`ArtefactStore.get_or_compute`), never
+silently reused.
 Torch payloads only contain tensors and plain Python values, so they load with ``weights_only=True``.
 """
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any, Callable, Optional
 from .config import config_dict, config_hash
 from .errors import SASInputError, StaleArtefactError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bump when the on-disk layout of any artefact changes; older artefacts are then recomputed."""
 
 SHARED = "_shared"
@@ -56,9 +61,11 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     return path
 
 
-def make_header(kind: str, config, inputs=None) -> dict:
-    """Header stamped on an artefact: format version, kind, config (as JSON-able dict) and hash of config+inputs."""
+def make_header(kind: str, config, inputs=None, geometry: Optional[str] = None) -> dict:
+    """Header stamped on an artefact: format version, kind, config (as JSON-able dict), hash of config+inputs and,
+    for per-point artefacts, the geometry digest of the points they were computed on."""
     return {
+        "geometry": geometry,
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "config": config_dict(config) if config is not None else {},
@@ -91,13 +98,16 @@ class ArtefactStore:
         return self.scene_dir(scene_id) / f"{name}{ext}"
 
     # -- torch payloads --------------------------------------------------------------------------------------
-    def save(self, scene_id: Optional[str], name: str, payload: dict, *, kind: str, config=None, inputs=None) -> Path:
-        """Atomically save a dict of tensors / plain values with a header. Returns the file path."""
+    def save(self, scene_id: Optional[str], name: str, payload: dict, *, kind: str, config=None, inputs=None,
+             geometry: Optional[str] = None) -> Path:
+        """Atomically save a dict of tensors / plain values with a header. Returns the file path.
+
+        ``geometry``: the scene's :attr:`~sas_engine.scene.Scene.geometry_digest` for per-point artefacts."""
         import torch
 
         if "__header__" in payload:
             raise ValueError("payload may not contain the key '__header__'")
-        obj = {"__header__": make_header(kind, config, inputs), **payload}
+        obj = {"__header__": make_header(kind, config, inputs, geometry), **payload}
         return atomic_write(self.path(scene_id, name), lambda f: torch.save(obj, f))
 
     def header(self, scene_id: Optional[str], name: str, ext: str = ".pt") -> Optional[dict]:
@@ -108,19 +118,24 @@ class ArtefactStore:
         return self._read(p)["__header__"]
 
     def load(self, scene_id: Optional[str], name: str, *, kind: str, config=None, inputs=None,
-             map_location: str = "cpu") -> Optional[dict]:
+             geometry: Optional[str] = None, map_location: str = "cpu", header: bool = False) -> Optional[dict]:
         """Load a payload; ``None`` when missing. Raises :class:`StaleArtefactError` when its header does not match
-        the format version, kind, config or inputs the caller expects."""
+        the format version, kind, config, inputs or (when given) geometry digest the caller expects. ``header``
+        keeps the header under ``"__header__"`` (its ``hash`` names this artefact as an input of later ones)."""
         p = self.path(scene_id, name)
         if not p.exists():
             return None
         obj = self._read(p, map_location)
+        check_geometry(p, obj["__header__"], geometry)
         self._check(p, obj["__header__"], kind, config, inputs)
-        obj.pop("__header__")
+        if not header:
+            obj.pop("__header__")
         return obj
 
-    def read_any(self, scene_id: Optional[str], name: str, map_location: str = "cpu") -> Optional[dict]:
-        """Load a torch payload made by *any* config (``None`` when missing), checking only the format version.
+    def read_any(self, scene_id: Optional[str], name: str, map_location: str = "cpu",
+                 geometry: Optional[str] = None) -> Optional[dict]:
+        """Load a torch payload made by *any* config (``None`` when missing), checking the format version and, when
+        ``geometry`` is given, that it was computed on exactly those points.
 
         For consumers that take whatever an earlier stage produced (evaluation, distillation); the header is returned
         under ``"__header__"`` so callers can report which config made it.
@@ -131,21 +146,27 @@ class ArtefactStore:
         obj = self._read(p, map_location)
         if obj["__header__"].get("format_version") != FORMAT_VERSION:
             raise StaleArtefactError(f"{p}: format version {obj['__header__'].get('format_version')} != {FORMAT_VERSION}")
+        check_geometry(p, obj["__header__"], geometry)
         return obj
 
     def get_or_compute(self, scene_id: Optional[str], name: str, compute: Callable[[], dict], *, kind: str,
-                       config=None, inputs=None, recompute: bool = False) -> dict:
-        """Return the cached payload, or compute, save and return it when missing, stale or ``recompute`` is set."""
+                       config=None, inputs=None, geometry: Optional[str] = None, recompute: bool = False,
+                       header: bool = False) -> dict:
+        """Return the cached payload, or compute, save and return it when missing, stale or ``recompute`` is set.
+        ``header``: return the header under ``"__header__"`` too (see :meth:`load`)."""
         if not recompute:
             try:
-                got = self.load(scene_id, name, kind=kind, config=config, inputs=inputs)
+                got = self.load(scene_id, name, kind=kind, config=config, inputs=inputs, geometry=geometry,
+                                header=header)
             except StaleArtefactError as e:
                 log.warning("recomputing %s", e)
                 got = None
             if got is not None:
                 return got
         payload = compute()
-        self.save(scene_id, name, payload, kind=kind, config=config, inputs=inputs)
+        self.save(scene_id, name, payload, kind=kind, config=config, inputs=inputs, geometry=geometry)
+        if header:
+            payload = dict(payload, __header__=make_header(kind, config, inputs, geometry))
         return payload
 
     # -- JSON payloads ---------------------------------------------------------------------------------------
@@ -217,14 +238,26 @@ class ArtefactStore:
             raise StaleArtefactError(f"{p}: made by another config or input (hash {h.get('hash')} != {want})")
 
 
-def _json_default(o):
-    try:
-        import numpy as np
+def check_geometry(p: Path, h: dict, geometry: Optional[str]) -> None:
+    """Raise :class:`StaleArtefactError` when the artefact at ``p`` (header ``h``) was not computed on the points whose
+    digest is ``geometry`` (no check when ``geometry`` is None)."""
+    if geometry is None:
+        return
+    got = h.get("geometry")
+    if got != geometry:
+        raise StaleArtefactError(
+            f"{p}: computed on points {got or '(not recorded)'} but the scene now has points {geometry} "
+            "(digest = point count:hash of the coordinates in order); the scene's geometry changed or was "
+            "reordered since, so this artefact does not belong to these points: recompute it")
 
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(o)
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} {o!r} into a JSON artefact")

@@ -14,36 +14,40 @@ KIND = "fused"
 """Artefact kind of every ``fused.*`` artefact."""
 
 
-def load_any(store, scene_id: Optional[str], name: str) -> dict:
-    """Payload of ``name`` made by any config (format version and kind are still checked). Raises
-    :class:`SASInputError` naming the file when it does not exist or is not a fusion artefact."""
+def load_any(store, scene_id: Optional[str], name: str, geometry: Optional[str] = None) -> dict:
+    """Payload of ``name`` made by any config (format version and kind are still checked, and the points' digest
+    when ``geometry`` is given), with its header under ``"__header__"``. Raises :class:`SASInputError` naming the
+    file when it does not exist, is not a fusion artefact or belongs to other points."""
     from ..errors import StaleArtefactError
 
     try:
-        obj = store.read_any(scene_id, name)
+        obj = store.read_any(scene_id, name, geometry=geometry)
     except StaleArtefactError as e:
-        raise SASInputError(store.path(scene_id, name), f"unreadable artefact ({e})") from e
+        raise SASInputError(None, str(e)) from e
     if obj is None:
         raise SASInputError(store.path(scene_id, name), "artefact not found")
-    header = obj.pop("__header__")
+    header = obj["__header__"]
     if header.get("kind") != KIND:
         raise SASInputError(store.path(scene_id, name), f"holds a {header.get('kind')!r} artefact, not {KIND!r}")
     return obj
 
 
-def save_fused(store, scene_id: str, mode: str, result: FusedResult, config: dict) -> str:
-    """Save a combined fusion as ``fused.<mode>``; returns the file path."""
+def save_fused(store, scene_id: str, mode: str, result: FusedResult, config: dict, *, inputs: dict,
+               geometry: str) -> str:
+    """Save a combined fusion as ``fused.<mode>``; ``inputs`` names the fused teachers it combined (their header
+    hashes), ``geometry`` the points' digest. Returns the file path."""
     payload = {"features": result.features.to("cpu").half().contiguous(), "mask": result.mask.to("cpu").bool(),
                "weights": result.weights.to("cpu").float().contiguous(), "teachers": list(result.teachers)}
     return str(store.save(scene_id, f"fused.{mode}", payload, kind=KIND, config=dict(config, mode=mode),
-                          inputs={"scene": scene_id}))
+                          inputs=inputs, geometry=geometry))
 
 
-def save_single(store, scene_id: str, teacher: str, fusion, config: dict) -> str:
-    """Save a single-teacher multi-view fusion (a ``FusionResult``) as ``fused.<teacher>``; returns the path."""
+def save_single(store, scene_id: str, teacher: str, fusion, config: dict, *, geometry: str) -> str:
+    """Save a single-teacher multi-view fusion (a ``FusionResult``) as ``fused.<teacher>`` on the points whose digest
+    is ``geometry``; returns the path."""
     payload = {"features": fusion.features.to("cpu").half().contiguous(), "mask": fusion.mask.to("cpu").bool(),
                "view_count": fusion.view_count.to("cpu").int()}
     if getattr(fusion, "votes", None) is not None:
         payload["votes"] = fusion.votes.to("cpu").int()
     return str(store.save(scene_id, f"fused.{teacher}", payload, kind=KIND, config=dict(config, teacher=teacher),
-                          inputs={"scene": scene_id}))
+                          inputs={"scene": scene_id}, geometry=geometry))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -187,7 +187,8 @@ def _nanmean_rows(a: np.ndarray) -> np.ndarray:
 
 def score_capabilities(teachers: Sequence, images: Sequence[SynthImage], vocab_names: Sequence[str],
                        text_encoder=None, mode: str = "pooled", template: str = PROMPT_SCENE,
-                       linear_step: Optional[float] = 0.1) -> CapabilityTable:
+                       linear_step: Optional[float] = 0.1,
+                       progress: Optional[Callable[[int, int], None]] = None) -> CapabilityTable:
     """Run every teacher on every synthesized image and build the capability table.
 
     Args:
@@ -197,6 +198,7 @@ def score_capabilities(teachers: Sequence, images: Sequence[SynthImage], vocab_n
         text_encoder: shared text encoder (mask labels, and dense teachers without their own ``text_encoder``).
         mode: which variant fills ``scores`` (``pooled`` default, ``per_image``); both are stored.
         linear_step: simplex grid step of the Linear baseline's weight search (``None`` skips it).
+        progress: optional ``progress(done, total)`` called after each image (e.g. a page's progress bar).
     """
     from tqdm import tqdm
 
@@ -220,7 +222,9 @@ def score_capabilities(teachers: Sequence, images: Sequence[SynthImage], vocab_n
     grid = simplex_grid(len(teachers), linear_step) if (linear_step and len(teachers) > 1) else None
     grid_acc = IoUAccumulator(len(grid), k_all) if grid is not None else None
     counts = np.zeros(k_all, np.int64)
-    for im in tqdm(images, desc="score teachers", unit="img"):
+    for i_im, im in enumerate(tqdm(images, desc="score teachers", unit="img")):
+        if progress is not None and i_im:
+            progress(i_im, len(images))
         gt = torch.as_tensor(im.mask)
         k = im.class_index
         counts[k] += 1

@@ -9,7 +9,8 @@ HELP = "build the annotation-free capability table (teachers x classes) from syn
 def add_arguments(p) -> None:
     p.add_argument("--synth", choices=("synthetic", "sd"), default="synthetic",
                    help="image synthesizer: the synthetic world's object renders (exact masks) or Stable Diffusion + SAM")
-    p.add_argument("--teachers", required=True, help="comma-separated teacher registry names, e.g. lseg_compact,seem_compact")
+    p.add_argument("--teachers", default="lseg_compact,seem_compact",
+                   help="comma-separated teacher registry names (default: the shipped lseg_compact,seem_compact)")
     p.add_argument("--m", type=int, default=10, help="images per class (release: 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed + i")
     p.add_argument("--vocab", default="scannet20", help="label set used as vocabulary (its prompt words are synthesized)")

@@ -9,10 +9,26 @@ DEFAULT_STORE = Path(os.environ.get("SAS_STORE", Path(__file__).resolve().parent
 """Default artefact store folder: ``$SAS_STORE`` or ``<repo>/store``."""
 
 
+UP_HELP = ("gravity alignment: the scene's up direction in its own files: auto (detect it from the cameras and the "
+           "floor), none (keep the files' frame), x, -x, y, -y, z, -z, or three comma-separated numbers (e.g. "
+           "0,-1,0; write values that start with a minus as --up=-y). The scene is turned so this direction is +z "
+           "with the floor at z = 0; exported PLY files are written back in the files' frame. Default: auto for "
+           "custom captures (transforms.json, plain folders, Open3D reconstructions) and bare .ply files, none for "
+           "ScanNet scan folders and OpenScene files (z up already). Give every command of one scene the same "
+           "value: aligned points are different points")
+"""Help of the ``--up`` option (``sas`` commands that load scenes, ``launch.py``)."""
+
+
 def add_scene_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("scene", help="scene folder or file (ScanNet scan folder, OpenScene .pth, custom RGB-D folder...)")
     p.add_argument("--dataset", default=None,
                    help="dataset preset (scannet, matterport, nuscenes, synthetic); detected from the layout when omitted")
+    add_up_arg(p)
+
+
+def add_up_arg(p: argparse.ArgumentParser) -> None:
+    """``--up`` (``args.up``, None = the layout's default); validated by ``load_scene``."""
+    p.add_argument("--up", default=None, metavar="UP", help=UP_HELP)
 
 
 def add_store_arg(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_store_arg
+from .common import add_store_arg, add_up_arg
 
 HELP = "evaluate stored feature sources (fused.<teacher>, fused.sas, pred3d.<run>, A+B ensembles) against ground truth"
 
@@ -16,6 +16,7 @@ def add_arguments(p) -> None:
                    help="comma-separated store artefacts, e.g. fused.lseg_compact,fused.sas,pred3d.run1; "
                         "'A+B' = OpenScene 2D-3D ensemble of A and B")
     p.add_argument("--dataset", default=None, help="dataset preset (default: detected from the layout)")
+    add_up_arg(p)
     p.add_argument("--label-set", default=None,
                    help="label set to query (default: the scenes' own; nuScenes-16 scenes use nuscenes43, "
                         "the 43 detailed names mapped back to 16 classes)")
@@ -52,7 +53,7 @@ def run(args) -> int:
     if not names:
         raise SASInputError(None, "--sources lists no source")
     store = ArtefactStore(args.store)
-    scenes = iter_scenes(paths, args.dataset)
+    scenes = iter_scenes(paths, args.dataset, args.up)
     first = next(scenes)  # the first scene fixes label set and preset defaults
     ls = get_label_set(args.label_set or default_eval_label_set(first.label_set))
     try:

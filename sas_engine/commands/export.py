@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_store_arg
+from .common import add_store_arg, add_up_arg
 
 HELP = "write ScanNet benchmark submission files (<scene_id>.txt, one NYU40 id per vertex) from a feature source"
 
@@ -14,6 +14,7 @@ def add_arguments(p) -> None:
                                                    "('A+B' = 2D-3D ensemble)")
     p.add_argument("--out", type=Path, required=True, help="folder for the <scene_id>.txt files")
     p.add_argument("--dataset", default=None, help="dataset preset (default: detected from the layout)")
+    add_up_arg(p)
     p.add_argument("--template", default=None, help="prompt template name or string with {} (default: the preset's)")
     te = p.add_mutually_exclusive_group()
     te.add_argument("--text-encoder", default=None, help="text encoder spec (default: the packaged MiniLM)")
@@ -40,7 +41,7 @@ def run(args) -> int:
     loader = store_source(ArtefactStore(args.store), args.source)
     text = None
     written = 0
-    for scene in tqdm(iter_scenes(paths, args.dataset), total=len(paths), desc="export", unit="scene"):
+    for scene in tqdm(iter_scenes(paths, args.dataset, args.up), total=len(paths), desc="export", unit="scene"):
         if tuple(get_label_set(scene.label_set).names) != SCANNET20:
             raise SASInputError(scene.source or None, f"scene {scene.scene_id} uses label set {scene.label_set!r}; "
                                                       "the ScanNet benchmark format needs ScanNet-20")

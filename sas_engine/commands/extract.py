@@ -7,7 +7,7 @@ reruns skip scenes whose index is complete.
 """
 from __future__ import annotations
 
-from .common import add_store_arg
+from .common import add_store_arg, add_up_arg
 
 HELP = "run a 2D teacher over a scene's frames (or a whole split) and cache the outputs in the store"
 
@@ -16,6 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("scene", nargs="?", help="scene folder or file (omit with --split)")
     p.add_argument("--split", default=None, help="a split name (synthetic: tiny, train, val) or a folder of scenes")
     p.add_argument("--dataset", default=None, help="dataset preset; detected from the layout when omitted")
+    add_up_arg(p)
     p.add_argument("--teacher", required=True, help="registered teacher name (clip_dense, sam_clip, lseg, "
                                                     "precomputed, lseg_compact, seem_compact...)")
     add_store_arg(p)
@@ -87,7 +88,7 @@ def run(args) -> int:
     if args.split is None:
         from ..io import load_scene
 
-        scene = load_scene(args.scene, dataset=args.dataset)
+        scene = load_scene(args.scene, dataset=args.dataset, progress=not args.no_progress, up=args.up)
         out = [extract_scene(scene, teacher, args.store, cfg, recompute=args.recompute,
                              progress=not args.no_progress)]
     else:
@@ -96,7 +97,7 @@ def run(args) -> int:
         def loader(p):
             from ..io import load_scene
 
-            return load_scene(p, dataset=args.dataset)
+            return load_scene(p, dataset=args.dataset, progress=not args.no_progress, up=args.up)
 
         out = extract_split(paths, teacher, args.store, cfg, rank=rank, world_size=world, loader=loader,
                             progress=not args.no_progress)

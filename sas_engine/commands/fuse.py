@@ -6,6 +6,8 @@ from .common import add_scene_args, add_store_arg
 
 HELP = "fuse 2D teacher outputs onto the scene's points (one teacher) or combine fused teachers (sas, add, linear)"
 COMBINED = ("sas", "add", "linear")
+READY_TEACHERS = ("lseg_compact", "seem_compact")
+"""Teachers ``sas fuse`` runs itself when no ``sas extract`` cache exists (they need no weights on the command line)."""
 
 
 def add_arguments(p) -> None:
@@ -35,18 +37,28 @@ def run(args) -> int:
 
 
 def _single(args, store) -> int:
-    from ..capability.artefacts import save_single
-    from ..geometry import FusionConfig, fuse_features
+    """One teacher: read ``sas extract``'s cache when it exists, else run the registered teacher frame by frame."""
     from ..io import load_scene
-    from ..teachers.cache import cached_feature_source
+    from ..pipeline import PipelineConfig, fuse_source, teacher_source, vocabulary_text
+    from ..teachers import build_teacher
+    from ..teachers.cache import cached_feature_source, index_artefact
 
-    scene = load_scene(args.scene, dataset=args.dataset)
-    cfg = FusionConfig.from_preset(scene.dataset)
-    source = cached_feature_source(store, scene, args.mode, device=args.device)
-    res = fuse_features(scene.points, scene.frames, source, cfg, device=args.device)
-    path = save_single(store, scene.scene_id, args.mode, res, {"fusion": cfg, "dataset": scene.dataset})
-    seen = int(res.mask.sum())
-    print(f"{scene.scene_id}: fused {args.mode} onto {seen}/{scene.num_points} points -> {path}")
+    scene = load_scene(args.scene, dataset=args.dataset, up=args.up)
+    cfg = PipelineConfig(text_encoder=args.text_encoder, device=args.device)
+    if args.mode in READY_TEACHERS:
+        source = teacher_source(store, scene, build_teacher(args.mode).to(args.device), cfg)
+    elif store.path(scene.scene_id, index_artefact(args.mode), ".json").is_file():
+        source = cached_feature_source(store, scene, args.mode, device=args.device)
+    else:
+        from ..errors import SASInputError
+
+        raise SASInputError(None, f"no cached outputs of teacher {args.mode!r} for scene {scene.scene_id}: run "
+                                  f"`sas extract {args.scene} --teacher {args.mode} ...` with its weights first "
+                                  f"(teachers that run without arguments: {', '.join(READY_TEACHERS)})")
+    res = fuse_source(store, scene, args.mode, source, cfg, vocabulary_text(scene.label_set, cfg))
+    seen = int(res["mask"].sum())
+    print(f"{scene.scene_id}: fused {args.mode} onto {seen}/{scene.num_points} points -> "
+          f"{store.path(scene.scene_id, 'fused.' + args.mode)}")
     return 0
 
 
@@ -59,14 +71,14 @@ def _combined(args, store) -> int:
     from ..io import load_scene
     from ..pipeline import PipelineConfig, fuse_combined
 
-    scene = load_scene(args.scene, dataset=args.dataset)
+    scene = load_scene(args.scene, dataset=args.dataset, up=args.up)
     names = [t.strip() for t in args.teachers.split(",") if t.strip()]
     if not names:
         raise SASInputError(None, "--teachers is empty")
     cfg = PipelineConfig(teachers=tuple(names), synthesizer=args.synth, tau=args.tau, weighting=args.weighting,
                          catch_all=args.catch_all, text_encoder=args.text_encoder, device=args.device)
-    fused = [load_any(store, scene.scene_id, f"fused.{t}") for t in names]
-    table = load_capability_table(store, args.synth)
+    fused = [load_any(store, scene.scene_id, f"fused.{t}", geometry=scene.geometry_digest) for t in names]
+    table = None if args.mode == "add" else load_capability_table(store, args.synth)
     res = fuse_combined(store, scene, args.mode, fused, names, table, cfg)
     mask, w = res["mask"], res["weights"]
     mean_w = w[mask].mean(0).tolist() if bool(mask.any()) else [0.0] * len(names)

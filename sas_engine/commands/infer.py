@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_store_arg
+from .common import add_store_arg, add_up_arg
 
 HELP = "run the distilled 3D student on scenes (no images needed) and cache per-point features in the store"
 
@@ -16,6 +16,7 @@ def add_arguments(p) -> None:
                                                  "(mink18a, mink18a_slim)")
     p.add_argument("--name", default=None, help="artefact suffix: pred3d.<name> (default: the checkpoint's stem)")
     p.add_argument("--dataset", default=None)
+    add_up_arg(p)
     p.add_argument("--tta", type=int, default=0,
                    help="augmented passes averaged with the plain one (OpenScene evaluates 5 in all: --tta 4)")
     p.add_argument("--device", default="cpu")
@@ -34,7 +35,7 @@ def run(args) -> int:
     cfg = PipelineConfig(device=args.device)
     name = args.name or args.checkpoint.stem
     for path in tqdm(resolve_scene_paths(args.scenes), desc="infer"):
-        scene = load_scene(path, dataset=args.dataset)
+        scene = load_scene(path, dataset=args.dataset, up=args.up)
         got = ensure_student(store, scene, cfg, checkpoint=args.checkpoint, name=name, model=args.model, tta=args.tta)
         if got is None:
             from ..errors import SASInputError

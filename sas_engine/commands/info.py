@@ -15,6 +15,6 @@ def run(args) -> int:
     from ..io import load_scene
     from ..summary import scene_summary
 
-    scene = load_scene(args.scene, dataset=args.dataset)
+    scene = load_scene(args.scene, dataset=args.dataset, up=args.up)
     print(scene_summary(scene, store=args.store))
     return 0

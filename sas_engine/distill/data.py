@@ -37,9 +37,16 @@ class DistillScene:
     labels: Optional[np.ndarray] = None
 
 
-def _load_artefact(store: ArtefactStore, scene_id: str, name: str) -> dict:
-    """Load an artefact whatever config made it (the trainer consumes what the pipeline produced)."""
-    obj = store.read_any(scene_id, name)
+def _load_artefact(store: ArtefactStore, scene, name: str) -> dict:
+    """Load an artefact whatever config made it (the trainer consumes what the pipeline produced), refusing one that
+    was computed on other points than ``scene``'s."""
+    from ..errors import StaleArtefactError
+
+    scene_id = scene.scene_id
+    try:
+        obj = store.read_any(scene_id, name, geometry=scene.geometry_digest)
+    except StaleArtefactError as e:
+        raise SASInputError(None, str(e)) from e
     if obj is None:
         raise SASInputError(store.path(scene_id, name),
                             f"missing artefact {name!r} for scene {scene_id}: run the earlier pipeline stage first")
@@ -52,14 +59,14 @@ def load_distill_scene(store: ArtefactStore, scene, fused_name: str = "fused.sas
 
     Superpoints: the store's ``superpoints`` artefact, else the scene's own (official segs.json), else each point its own.
     """
-    fused = _load_artefact(store, scene.scene_id, fused_name)
+    fused = _load_artefact(store, scene, fused_name)
     feats, mask = fused["features"], fused["mask"].bool()
     n = scene.num_points
     if feats.shape[0] != n or mask.shape[0] != n:
         raise SASInputError(store.path(scene.scene_id, fused_name),
                             f"has {feats.shape[0]} rows but the scene has {n} points (stale artefact?)")
     if store.path(scene.scene_id, "superpoints").exists():
-        sp = _load_artefact(store, scene.scene_id, "superpoints")["superpoints"].long()
+        sp = _load_artefact(store, scene, "superpoints")["superpoints"].long()
     elif scene.superpoints is not None:
         sp = torch.as_tensor(scene.superpoints, dtype=torch.int64)
     else:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..config import config_dict
 from ..errors import SASInputError
 from ..geometry.voxelize import AugmentConfig
+from ..scene import geometry_digest
 from ..store import ArtefactStore, atomic_write
 from .data import DistillScene
 from .infer import batch_voxels, forward_voxels, infer_points
@@ -206,12 +207,14 @@ class DistillTrainer:
         for i in self.mine:
             s = self.train_scenes[i]
             self.store.save(s.scene_id, f"history.{self.cfg.run}", {"history": self.history[s.scene_id].cpu(),
-                            "epoch": self.epoch}, kind="history", config=self._hist_cfg())
+                            "epoch": self.epoch}, kind="history", config=self._hist_cfg(),
+                            geometry=geometry_digest(s.points))
 
     def _load_histories(self) -> None:
         for i in self.mine:
             s = self.train_scenes[i]
-            got = self.store.load(s.scene_id, f"history.{self.cfg.run}", kind="history", config=self._hist_cfg())
+            got = self.store.load(s.scene_id, f"history.{self.cfg.run}", kind="history", config=self._hist_cfg(),
+                                  geometry=geometry_digest(s.points))
             if got is None or got["epoch"] != self.epoch:
                 raise SASInputError(self.store.path(s.scene_id, f"history.{self.cfg.run}"),
                                     "stage-2 history missing or from another epoch; cannot resume stage 2")

@@ -47,23 +47,23 @@ def default_eval_label_set(scene_label_set: str) -> str:
     return EVAL_LABEL_SET.get(scene_label_set, scene_label_set)
 
 
-def read_artefact(store: ArtefactStore, scene_id: str, name: str) -> Optional[dict]:
+def read_artefact(store: ArtefactStore, scene_id: str, name: str, geometry: Optional[str] = None) -> Optional[dict]:
     """Payload of a stored artefact made by any config (evaluation consumes whatever the pipeline produced).
 
-    Returns ``None`` when it does not exist; raises :class:`SASInputError` naming the file when it is unreadable or
-    of another store format version.
+    Returns ``None`` when it does not exist; raises :class:`SASInputError` naming the file when it is unreadable, of
+    another store format version, or (``geometry`` given) computed on other points than the scene's.
     """
     try:
-        obj = store.read_any(scene_id, name)
+        obj = store.read_any(scene_id, name, geometry=geometry)
     except StaleArtefactError as e:
-        raise SASInputError(store.path(scene_id, name), f"{e}: recompute it") from e
+        raise SASInputError(None, str(e) if "recompute" in str(e) else f"{e}: recompute it") from e
     if obj is not None:
         obj.pop("__header__")
     return obj
 
 
 def _artefact_features(store: ArtefactStore, scene: Scene, name: str) -> Optional[FeatureSet]:
-    obj = read_artefact(store, scene.scene_id, name)
+    obj = read_artefact(store, scene.scene_id, name, geometry=scene.geometry_digest)
     if obj is None:
         return None
     p = store.path(scene.scene_id, name)

@@ -39,12 +39,12 @@ def split_scene_paths(split: str | Path) -> list[Path]:
     return out
 
 
-def iter_scenes(paths: list[Path], dataset: Optional[str] = None) -> Iterator:
-    """Load scenes one at a time (frames stay lazy) so memory holds one scene."""
+def iter_scenes(paths: list[Path], dataset: Optional[str] = None, up: Optional[str] = None) -> Iterator:
+    """Load scenes one at a time (frames stay lazy) so memory holds one scene; ``up`` as in ``load_scene``."""
     from ..io import load_scene
 
     for p in paths:
-        yield load_scene(p, dataset=dataset)
+        yield load_scene(p, dataset=dataset, up=up)
 
 
 def resolve_template(template: Optional[str], default: str) -> str:

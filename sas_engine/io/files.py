@@ -27,6 +27,27 @@ def require_file(path: str | Path, what: str = "file") -> Path:
     return p
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 (16 hex digits) of a file's bytes: names a checkpoint or input file by content in artefact headers.
+
+    Cached per process by (resolved path, size, modification time), so a large checkpoint is hashed once."""
+    import hashlib
+
+    p = require_file(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
 def natural_key(name: str) -> tuple:
     """Sort key that orders ``"2" < "10"`` (frame ids are numbers in most layouts)."""
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))

@@ -162,5 +162,27 @@ def frame_sequence(specs: list[FrameSpec], size: Optional[tuple[int, int]]) -> F
         for s in specs:
             if s.depth_size is None:
                 s.depth_size = dsize
-    return FrameSequence([s.frame_id for s in specs], lambda i: load_frame(specs[i], size))
+    seq = FrameSequence([s.frame_id for s in specs], lambda i: load_frame(specs[i], size),
+                        digest=specs_digest(specs, size))
+    seq.poses = np.stack([np.asarray(s.pose, dtype=np.float64) for s in specs]) if specs else None
+    return seq
+
+
+def specs_digest(specs: Sequence[FrameSpec], size: Optional[tuple[int, int]]) -> str:
+    """Digest (16 hex digits) of what a frame list is made from, without reading images: per frame its id, the names,
+    byte sizes and modification times of its files, its pose, intrinsics and depth scale; plus the working size.
+    Folder locations are left out, so a capture that is moved with its files' times kept keeps its digest."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr(None if size is None else tuple(int(v) for v in size)).encode())
+    for s in specs:
+        parts = [s.frame_id, repr(s.intrinsics_size), repr(float(s.depth_scale))]
+        for f in (s.color, s.depth, s.label, s.instance):
+            if f is not None:
+                st = Path(f).stat() if Path(f).exists() else None
+                parts.append(f"{Path(f).name}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}")
+        h.update("|".join(parts).encode() + b"\0")
+        h.update(np.asarray(s.pose, dtype=np.float64).tobytes() + np.asarray(s.intrinsics, dtype=np.float64).tobytes())
+    return h.hexdigest()
 

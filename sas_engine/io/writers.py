@@ -74,8 +74,10 @@ def export_labels_ply(path: str | Path, points: np.ndarray, labels: np.ndarray, 
 
 
 def export_scene_labels(path: str | Path, scene: Scene, labels: np.ndarray, num_classes: Optional[int] = None) -> Path:
-    """:func:`export_labels_ply` for a scene (its faces included; palette size from its label set)."""
+    """:func:`export_labels_ply` for a scene (its faces included; palette size from its label set), with coordinates
+    in the scene's source frame (:meth:`Scene.to_source_frame`), so the file overlays the user's original capture
+    even when the scene was gravity-aligned on loading."""
     from ..labels import get_label_set
 
     k = num_classes if num_classes is not None else len(get_label_set(scene.label_set))
-    return export_labels_ply(path, scene.points, labels, scene.faces, num_classes=k)
+    return export_labels_ply(path, scene.to_source_frame(scene.points), labels, scene.faces, num_classes=k)

@@ -52,11 +52,14 @@ SPLITS: dict[str, SplitSpec] = {
     "train": SplitSpec("train", _cycle(range(1, 15), _TRAIN_KINDS), SynthConfig(target_vertices=60_000, num_frames=50)),
     "val": SplitSpec("val", _cycle(range(1001, 1007), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=50)),
     "teach": SplitSpec("teach", _cycle(range(101, 157), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=24)),
+    "tune": SplitSpec("tune", _cycle(range(2001, 2007), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=50)),
 }
 """Plain registry of splits. ``train`` holds 14 scenes (every room type, all 20 ScanNet classes), ``val`` one scene of
 each of the 6 room types with different seeds, ``tiny`` two small scenes of 20 frames for tests. ``teach`` holds 56 more
 rooms of 24 frames each (seeds disjoint from ``train`` and ``val``): the compact 2D teachers train on it, because 14 rooms
-were too few views of each class for them to generalise (validation mIoU plateaued below 30)."""
+were too few views of each class for them to generalise (validation mIoU plateaued below 30). ``tune`` holds 6 rooms made
+like ``val`` (one per room type, seeds disjoint from every other split) that no model trains on: the query engine's
+relevance settings (:class:`sas_engine.query.RelevanceConfig`) are chosen on them, never on ``val``."""
 
 
 def default_root() -> Path:
@@ -105,7 +108,7 @@ def ensure_split(split: str, root: Optional[str | Path] = None, progress: bool =
     """Generate the missing scenes of ``split`` and return all its scan folders (in the split's order).
 
     Args:
-        split: ``"tiny"``, ``"train"``, ``"val"`` or ``"teach"``.
+        split: ``"tiny"``, ``"train"``, ``"val"``, ``"teach"`` or ``"tune"``.
         root: data root (default :func:`default_root`); scenes go to ``<root>/<split>/scans/<scene_id>/``.
         progress: show a tqdm bar over scenes.
         openscene: also write OpenScene's layout under ``<root>/<split>/openscene/`` (regenerates missing files).

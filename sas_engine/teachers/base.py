@@ -39,6 +39,20 @@ class MaskPrediction:
     score: float
 
 
+def weights_id(path) -> Optional[dict]:
+    """``{"file": name, "sha": content digest}`` of a weights file, for :meth:`Teacher.config`: artefacts name the
+    weights they were made with by content, so a retrained checkpoint under the same name makes them stale.
+    ``None`` for no path; a path that does not exist is recorded as ``{"file": name, "sha": None}``."""
+    if not path:
+        return None
+    from pathlib import Path
+
+    from ..io.files import file_digest
+
+    p = Path(path)
+    return {"file": p.name, "sha": file_digest(p) if p.is_file() else None}
+
+
 class Teacher:
     """Common base of dense and mask teachers."""
 

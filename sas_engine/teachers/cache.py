@@ -13,7 +13,13 @@ Artefacts of scene ``S`` for teacher ``T`` (store layout ``<store>/<S>/``):
   ``labels`` / ``texts`` list[str], ``scores`` float32 ``[S]``: about H * W * 2 bytes + S * C * 2 (~160 kB at 320x240).
 * ``feat2d.T.json`` - the scene's index (kind ``feat2d.index``): teacher kind, finished frame ids with their shapes and
   sizes, ``complete`` when every frame is done. Reruns skip finished frames (and finished scenes in split mode);
-  a changed teacher or cache config makes the old frames stale and they are recomputed.
+  a changed teacher or cache config makes the old frames stale and they are recomputed. The config records the
+  teacher's weights by content and the frames' digest (:func:`sas_engine.scene.frames_digest`), so a retrained
+  checkpoint or new images/poses invalidate the cache.
+
+The cache is optional: :func:`streamed_feature_source` runs the teacher frame by frame inside fusion and keeps
+nothing, which is what the pipeline does by default (a dense map costs h * w * C * 2 bytes per frame on disk, 3.7 MB
+for the compact dense teacher at 320x240, so 370 MB per 100 frames; the streamed pipeline keeps 0).
 """
 from __future__ import annotations
 
@@ -97,8 +103,11 @@ def _pool_dense(feat: torch.Tensor, valid: Optional[torch.Tensor], stride: int):
     return feat, valid
 
 
-def extract_config(teacher: Teacher, cfg: ExtractConfig, text_encoder=None, captioner=None):
-    """``(kind, config dict, text_encoder, captioner)`` of an extraction (the config is stamped on the artefacts)."""
+def extract_config(teacher: Teacher, cfg: ExtractConfig, text_encoder=None, captioner=None, scene=None):
+    """``(kind, config dict, text_encoder, captioner)`` of an extraction (the config is stamped on the artefacts).
+    With ``scene``, the config also records its frames' digest."""
+    from ..scene import frames_digest
+
     from .mat import get_captioner
     from .text import get_text_encoder
 
@@ -114,7 +123,48 @@ def extract_config(teacher: Teacher, cfg: ExtractConfig, text_encoder=None, capt
         captioner = captioner or get_captioner(cfg.captioner, device=dev)
         conf["text_encoder"] = text_encoder.name
         conf["captioner"] = captioner.config()
+    if scene is not None:
+        conf["frames"] = frames_digest(scene.frames)
     return kind, config_dict(conf), text_encoder, captioner
+
+
+def frame_outputs(teacher: Teacher, kind: str, images: Sequence[np.ndarray], ids: Sequence[str], cache_stride: int,
+                  text_encoder=None, captioner=None) -> list[dict]:
+    """The cached payload of each frame (see the module docstring) for a batch of images: dense feature maps pooled by
+    ``cache_stride`` in float16, or mask teachers' id maps with their text-aligned segment embeddings."""
+    from .mat import align_masks_compact
+
+    out = []
+    if kind == "feat2d.dense":
+        for im, (feat, valid) in zip(images, teacher.predict_batch_valid(images, frame_ids=list(ids))):
+            feat, valid = _pool_dense(feat, valid, int(cache_stride))
+            payload = {"feat": feat.to(torch.float16).contiguous(), "image_size": list(im.shape[:2])}
+            if valid is not None:
+                payload["valid"] = valid.bool().contiguous()
+            out.append(payload)
+        return out
+    for fid, im, pred in zip(ids, images, teacher.predict_batch(images, frame_ids=list(ids))):
+        seg, emb, texts, labels, scores = align_masks_compact(pred, im, text_encoder, captioner)
+        if len(texts) > 32767:
+            raise SASInputError(None, f"frame {fid}: {len(texts)} masks do not fit an int16 id map")
+        out.append({"seg": torch.from_numpy(seg.astype(np.int16)), "emb": emb.to(torch.float16), "labels": labels,
+                    "texts": texts, "scores": torch.tensor(scores, dtype=torch.float32),
+                    "image_size": list(im.shape[:2])})
+    return out
+
+
+def payload_features(kind: str, obj: dict, device: str = "cpu") -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(feat [h, w, C], valid [h, w] | None)`` of one frame's payload, as fusion consumes it: dense maps as they
+    are; mask teachers' segment embeddings expanded over the id map (invalid where no mask)."""
+    if kind == "feat2d.dense":
+        valid = obj.get("valid")
+        return obj["feat"].to(device), None if valid is None else valid.to(device)
+    seg = obj["seg"].long().to(device)
+    emb = obj["emb"].to(device)
+    valid = seg >= 0
+    if emb.shape[0] == 0:
+        return torch.zeros(*seg.shape, emb.shape[1], dtype=emb.dtype, device=device), valid
+    return emb[seg.clamp(min=0)], valid
 
 
 def extract_scene(scene, teacher: Teacher, store, cfg: Optional[ExtractConfig] = None, *, text_encoder=None,
@@ -135,14 +185,13 @@ def extract_scene(scene, teacher: Teacher, store, cfg: Optional[ExtractConfig] =
     """
     from tqdm import tqdm
 
-    from .mat import align_masks_compact
-
     cfg = cfg or ExtractConfig()
     store = _as_store(store)
     t0 = time.time()
+    scene.require_frames(f"teacher extraction ({teacher.name})")
     teacher = teacher.for_scene(scene.scene_id)
     tname = teacher.name
-    kind, conf, text_encoder, captioner = extract_config(teacher, cfg, text_encoder, captioner)
+    kind, conf, text_encoder, captioner = extract_config(teacher, cfg, text_encoder, captioner, scene)
     idx_name = index_artefact(tname)
     index = None
     if not recompute:
@@ -164,25 +213,12 @@ def extract_scene(scene, teacher: Teacher, store, cfg: Optional[ExtractConfig] =
         frames = [scene.frames[i] for i in chunk]
         images = [f.color for f in frames]
         ids = [frame_ids[i] for i in chunk]
-        if kind == "feat2d.dense":
-            outs = teacher.predict_batch_valid(images, frame_ids=ids)
-        else:
-            outs = teacher.predict_batch(images, frame_ids=ids)
-        for fid, im, out in zip(ids, images, outs):
+        outs = frame_outputs(teacher, kind, images, ids, cfg.cache_stride, text_encoder, captioner)
+        for fid, payload in zip(ids, outs):
             if kind == "feat2d.dense":
-                feat, valid = out
-                feat, valid = _pool_dense(feat, valid, int(cfg.cache_stride))
-                payload = {"feat": feat.to(torch.float16).contiguous(), "image_size": list(im.shape[:2])}
-                if valid is not None:
-                    payload["valid"] = valid.bool().contiguous()
-                shape = list(feat.shape)
+                shape = list(payload["feat"].shape)
             else:
-                seg, emb, texts, labels, scores = align_masks_compact(out, im, text_encoder, captioner)
-                if len(texts) > 32767:
-                    raise SASInputError(None, f"frame {fid}: {len(texts)} masks do not fit an int16 id map")
-                payload = {"seg": torch.from_numpy(seg.astype(np.int16)), "emb": emb.to(torch.float16),
-                           "labels": labels, "texts": texts, "scores": torch.tensor(scores, dtype=torch.float32),
-                           "image_size": list(im.shape[:2])}
+                seg, emb = payload["seg"], payload["emb"]
                 shape = [int(seg.shape[0]), int(seg.shape[1]), int(emb.shape[1]) if emb.ndim == 2 else 0]
             p = store.save(scene.scene_id, frame_artefact(tname, fid), payload, kind=kind, config=conf,
                            inputs={"scene": scene.scene_id, "frame": fid})
@@ -230,15 +266,27 @@ def cached_feature_source(store, scene, teacher_name: str, device: str = "cpu"
         if obj is None:
             raise SASInputError(store.path(sid, name), f"frame {fid} of scene {sid} was not extracted with "
                                                        f"teacher {teacher_name}")
-        if kind == "feat2d.dense":
-            valid = obj.get("valid")
-            return obj["feat"].to(device), None if valid is None else valid.to(device)
-        seg = obj["seg"].long().to(device)
-        emb = obj["emb"].to(device)
-        valid = seg >= 0
-        if emb.shape[0] == 0:
-            return torch.zeros(*seg.shape, emb.shape[1], dtype=emb.dtype, device=device), valid
-        return emb[seg.clamp(min=0)], valid
+        return payload_features(kind, obj, device)
+
+    source.kind = kind  # type: ignore[attr-defined]
+    source.config = conf  # type: ignore[attr-defined]
+    return source
+
+
+def streamed_feature_source(scene, teacher: Teacher, cfg: Optional[ExtractConfig] = None, *, text_encoder=None,
+                            captioner=None, device: str = "cpu"):
+    """A fusion feature source that runs ``teacher`` on each frame as fusion reaches it and keeps nothing on disk.
+
+    It gives exactly what :func:`cached_feature_source` would read after :func:`extract_scene` with the same
+    ``cfg``; ``source.config`` is the extraction config (artefacts made from it record it)."""
+    cfg = cfg or ExtractConfig()
+    teacher = teacher.for_scene(scene.scene_id)
+    kind, conf, text_encoder, captioner = extract_config(teacher, cfg, text_encoder, captioner, scene)
+
+    def source(i, frame):
+        obj = frame_outputs(teacher, kind, [frame.color], [str(frame.frame_id)], cfg.cache_stride, text_encoder,
+                            captioner)[0]
+        return payload_features(kind, obj, device)
 
     source.kind = kind  # type: ignore[attr-defined]
     source.config = conf  # type: ignore[attr-defined]
@@ -274,7 +322,7 @@ def extract_split(scene_paths: Sequence, teacher: Teacher, store, cfg: Optional[
     for path in shard(list(scene_paths), rank, world_size):
         scene = loader(path)
         t = teacher.for_scene(scene.scene_id)
-        _, conf, text_encoder, captioner = extract_config(t, cfg, text_encoder, captioner)
+        _, conf, text_encoder, captioner = extract_config(t, cfg, text_encoder, captioner, scene)
         if scene_done(store, scene.scene_id, t.name, conf):
             out.append({"scene": scene.scene_id, "teacher": teacher.name, "computed": 0, "skipped": "scene"})
             continue

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SASInputError
-from .base import CLIP_MEAN, CLIP_STD, DenseTeacher, check_image, group_by_size, image_to_tensor
+from .base import (CLIP_MEAN, CLIP_STD, DenseTeacher, check_image, group_by_size, image_to_tensor,
+                   weights_id)
 
 
 @dataclass
@@ -127,7 +128,7 @@ class ClipDenseTeacher(DenseTeacher):
         self.short_side = int(self.cfg.short_side or min(self.visual.image_size))
 
     def config(self) -> dict:
-        return {"name": self.name, "arch": self.cfg.arch, "checkpoint": self.cfg.checkpoint,
+        return {"name": self.name, "arch": self.cfg.arch, "checkpoint": weights_id(self.cfg.checkpoint),
                 "short_side": self.short_side, "upsample": self.cfg.upsample}
 
     def to(self, device):

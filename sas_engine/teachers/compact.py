@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import SASInputError
-from .base import DenseTeacher, MaskPrediction, MaskTeacher, check_image
+from .base import DenseTeacher, MaskPrediction, MaskTeacher, check_image, weights_id
 from .compact_nets import CompactDenseNet, CompactMaskNet, DenseNetConfig, MaskNetConfig, to_input
 from .proposals import ProposalConfig, propose_regions
 
@@ -81,7 +81,7 @@ class CompactDenseTeacher(DenseTeacher):
         return self
 
     def config(self) -> dict:
-        return {"name": self.name, "checkpoint": self.checkpoint.name, "net": self.meta["net"],
+        return {"name": self.name, "checkpoint": weights_id(self.checkpoint), "net": self.meta["net"],
                 "train": self.meta.get("train", {})}
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -125,7 +125,7 @@ class CompactMaskTeacher(MaskTeacher):
         return self
 
     def config(self) -> dict:
-        return {"name": self.name, "checkpoint": self.checkpoint.name, "net": self.meta["net"],
+        return {"name": self.name, "checkpoint": weights_id(self.checkpoint), "net": self.meta["net"],
                 "vocabulary": list(self.vocabulary), "proposals": dataclasses.asdict(self.proposals)}
 
     @torch.no_grad()

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SASInputError
-from .base import DenseTeacher, check_image, group_by_size, image_to_tensor
+from .base import DenseTeacher, check_image, group_by_size, image_to_tensor, weights_id
 from .ckpt import key_report, load_weights_file, unwrap_state_dict
 
 
@@ -237,7 +237,7 @@ class LSegTeacher(DenseTeacher):
         self.to(self.device)
 
     def config(self) -> dict:
-        return {"name": self.name, "checkpoint": self.checkpoint, "short_side": self.short_side,
+        return {"name": self.name, "checkpoint": weights_id(self.checkpoint), "short_side": self.short_side,
                 "net": {"backbone": self.net.cfg.backbone, "hooks": list(self.net.cfg.hooks),
                         "out_dim": self.net.cfg.out_dim}}
 

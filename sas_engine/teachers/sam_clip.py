@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..errors import SASInputError
 from ..labels import PROMPT_SCENE, LABEL_SETS
 from .ckpt import key_report, load_weights_file, unwrap_state_dict
-from .base import CLIP_MEAN, CLIP_STD, MaskPrediction, MaskTeacher, check_image
+from .base import CLIP_MEAN, CLIP_STD, MaskPrediction, MaskTeacher, check_image, weights_id
 
 SAM_TYPES = {
     "vit_h": dict(encoder_embed_dim=1280, encoder_depth=32, encoder_num_heads=16,
@@ -140,7 +140,8 @@ class SamClipTeacher(MaskTeacher):
     def config(self) -> dict:
         from ..config import config_dict
 
-        return {"name": self.name, **config_dict(self.cfg)}
+        return {"name": self.name, **config_dict(self.cfg), "sam_weights": weights_id(self.cfg.sam_checkpoint),
+                "clip_weights": weights_id(self.cfg.clip_checkpoint)}
 
     def to(self, device):
         self.device = str(device)

@@ -38,7 +38,7 @@ def test_sas_info_on_scannet_folder(tmp_path, capsys):
     folder = _scan(tmp_path)
     store = tmp_path / "store"
     ArtefactStore(store).save("scene0042_00", "superpoints", {"superpoints": torch.zeros(30, dtype=torch.int64)},
-                              kind="superpoints")
+                              kind="superpoints", geometry="30:0")
     rc = main(["info", str(folder), "--store", str(store)])
     out = capsys.readouterr().out
     assert rc == 0

@@ -18,7 +18,10 @@ def scene_and_store(tmp_path):
     torch.save((rng.random((n, 3)).astype(np.float32), rng.uniform(-1, 1, (n, 3)).astype(np.float32),
                 rng.integers(0, 20, n).astype(np.float32)), scene)
     store = ArtefactStore(tmp_path / "store")
+    from sas_engine.io import load_scene
     from sas_engine.teachers import get_text_encoder
+
+    geometry = load_scene(scene).geometry_digest
 
     enc = get_text_encoder(None)
     classes = ["chair", "table", "otherfurniture"]
@@ -33,7 +36,8 @@ def scene_and_store(tmp_path):
         feats.append(f.half())
         masks.append(m)
         store.save("scene0007_00", f"fused.{'ab'[t]}", {"features": f.half(), "mask": m,
-                                                         "view_count": m.int()}, kind=KIND, config={"t": t})
+                                                         "view_count": m.int()}, kind=KIND, config={"t": t},
+                   geometry=geometry)
     table = CapabilityTable(scores=np.array([[0.8, 0.2, np.nan], [0.3, 0.6, 0.5]]), teachers=["a", "b"],
                             classes=classes, words=words, linear_weights=[0.3, 0.7], linear_miou=0.5)
     save_capability_table(store, table, "synthetic")
@@ -62,6 +66,29 @@ def test_fuse_modes(scene_and_store):
     # bad input: a teacher without fused features, an unknown capability table -> exit status 2, no traceback
     assert main(["fuse", str(scene), "--teachers", "a,c", "--store", str(store.root), "--mode", "add"]) == 2
     assert main(["fuse", *common, "--mode", "sas", "--synth", "sd"]) == 2
+
+
+def test_add_needs_no_table_and_combined_follows_its_inputs(scene_and_store):
+    """Plain averaging runs without a capability table; a combination is recomputed when an input fusion changed
+    and refused when it belongs to other points."""
+    scene, store, feats, masks, table, emb = scene_and_store
+    store.path(None, "capability.synthetic", ".json").unlink()
+    common = [str(scene), "--teachers", "a,b", "--store", str(store.root)]
+    assert main(["fuse", *common, "--mode", "add"]) == 0
+    assert torch.equal(load_any(store, "scene0007_00", "fused.add")["features"], add_fuse(feats, masks).features)
+    assert main(["fuse", *common, "--mode", "sas"]) == 2          # capability-guided fusion does need the table
+    # teacher b's fusion changes (e.g. a retrained checkpoint): fused.add must follow it, not be reused
+    hdr = load_any(store, "scene0007_00", "fused.b")["__header__"]
+    new_b = -feats[1]
+    store.save("scene0007_00", "fused.b", {"features": new_b, "mask": masks[1], "view_count": masks[1].int()},
+               kind=KIND, config={"t": 7}, geometry=hdr["geometry"])
+    assert main(["fuse", *common, "--mode", "add"]) == 0
+    assert torch.equal(load_any(store, "scene0007_00", "fused.add")["features"],
+                       add_fuse([feats[0], new_b], masks).features)
+    # an input fusion computed on other points is refused with a message, not combined
+    store.save("scene0007_00", "fused.b", {"features": new_b, "mask": masks[1], "view_count": masks[1].int()},
+               kind=KIND, config={"t": 7}, geometry="300:0000000000000000")
+    assert main(["fuse", *common, "--mode", "add"]) == 2
 
 
 class _MaskFromColour:
@@ -104,7 +131,8 @@ def test_capability_command(tmp_path, monkeypatch):
 
 
 def test_fuse_single_teacher_mode(tmp_path, monkeypatch):
-    """--mode <teacher>: the cached per-frame outputs are fused with the geometry helper's multi-view fusion."""
+    """--mode <teacher>: a shipped teacher runs frame by frame without any cache; another teacher's cached per-frame
+    outputs (``sas extract``) are fused with the geometry helper's multi-view fusion."""
     from PIL import Image
 
     from sas_engine.teachers import cache
@@ -123,18 +151,49 @@ def test_fuse_single_teacher_mode(tmp_path, monkeypatch):
     Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(f2 / "color" / "0.jpg")
     Image.fromarray(np.full((240, 320), 1500, np.uint16)).save(f2 / "depth" / "0.png")
     np.savetxt(f2 / "pose" / "0.txt", np.eye(4))
-    feat = torch.zeros(60, 80, 4)
+    feat = torch.zeros(60, 80, 384)
     feat[..., 1] = 1.0
 
     def fake_source(store, scene, teacher_name, device="cpu"):
-        assert teacher_name == "lseg_compact"
-        return lambda i, frame: (feat, None)
+        assert teacher_name == "my_teacher"
+        src = lambda i, frame: (feat, None)  # noqa: E731
+        src.config = {"fake": True}
+        return src
 
-    monkeypatch.setattr(cache, "cached_feature_source", fake_source)
     store = tmp_path / "store"
+    # the shipped dense teacher, streamed: no per-frame cache is written
     assert main(["fuse", str(p3), "--mode", "lseg_compact", "--store", str(store)]) == 0
     got = load_any(ArtefactStore(store), "scene0008_00", "fused.lseg_compact")
-    assert got["features"].shape == (n, 4) and got["features"].dtype == torch.float16
+    assert got["features"].shape == (n, 384) and not bool(got["mask"][:20].any()) and bool(got["mask"][20:].all())
+    assert not list((store / "scene0008_00").glob("feat2d.*"))
+    # a teacher this command cannot build: without its cache the error names the extract command
+    assert main(["fuse", str(p3), "--mode", "my_teacher", "--store", str(store)]) == 2
+    monkeypatch.setattr(cache, "cached_feature_source", fake_source)
+    ArtefactStore(store).save_json("scene0008_00", cache.index_artefact("my_teacher"), {"complete": True},
+                                   kind=cache.INDEX_KIND, config={"fake": True})
+    assert main(["fuse", str(p3), "--mode", "my_teacher", "--store", str(store)]) == 0
+    got = load_any(ArtefactStore(store), "scene0008_00", "fused.my_teacher")
+    assert got["features"].shape == (n, 384) and got["features"].dtype == torch.float16
     assert not bool(got["mask"][:20].any()) and bool(got["mask"][20:].all())
     assert torch.equal(got["view_count"][20:], torch.ones(n - 20, dtype=torch.int32))
-    assert torch.all(got["features"][20:].float() == torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    assert torch.all(got["features"][20:].float() == feat[0, 0])
+
+
+def test_suggested_commands_parse_as_printed(scene_and_store, capsys):
+    """Every command an error message suggests is accepted by the parser exactly as printed."""
+    import re
+    import shlex
+
+    from sas_engine.cli import build_parser
+
+    scene, store, *_ = scene_and_store
+    store.path(None, "capability.synthetic", ".json").unlink()
+    capsys.readouterr()
+    assert main(["fuse", str(scene), "--teachers", "a,b", "--store", str(store.root), "--mode", "sas"]) == 2
+    assert main(["fuse", str(scene), "--store", str(store.root), "--mode", "my_teacher"]) == 2
+    err = capsys.readouterr().err
+    cmds = re.findall(r"`(sas [^`]+)`", err)
+    assert len(cmds) == 2, err
+    for cmd in cmds:
+        argv = [a for a in shlex.split(cmd)[1:] if a != "..."]
+        build_parser().parse_args(argv)  # SystemExit (a test failure) if a required flag is missing

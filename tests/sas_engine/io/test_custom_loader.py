@@ -47,7 +47,7 @@ def _transforms_capture(root, poses_cv, **extra):
 def test_transforms_opengl_to_opencv_and_tsdf(tmp_path):
     poses = [_pose_down(0.5, 0.4, 1.51), _pose_down(0.7, 0.5, 1.51), _pose_down(0.6, 0.6, 1.51)]
     cap = _transforms_capture(tmp_path / "myroom", poses)
-    s = load_scene(cap, image_size=(W, H))
+    s = load_scene(cap, image_size=(W, H), up="none")  # the files' own frame (no gravity alignment)
     assert s.scene_id == "myroom" and len(s.frames) == 3
     f = s.frames[0]
     np.testing.assert_allclose(f.pose, poses[0], atol=1e-12)  # OpenGL -> OpenCV undone exactly
@@ -82,7 +82,7 @@ def test_plain_layout(tmp_path):
         (cap / "poses").mkdir(exist_ok=True)
         np.savetxt(cap / "poses" / f"{i}.txt", _pose_down(x, 0.5, 1.49))
     np.savetxt(cap / "intrinsics.txt", [[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
-    s = load_scene(cap, image_size=(32, 24))
+    s = load_scene(cap, image_size=(32, 24), up="none")  # the files' own frame (no gravity alignment)
     assert s.frames.frame_ids == ["0", "1"]
     np.testing.assert_allclose(s.frames[1].depth, 1.5)  # float .npy in metres
     np.testing.assert_allclose(s.frames[0].intrinsics[0], [F / 2, 0, 15.5])

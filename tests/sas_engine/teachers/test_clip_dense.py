@@ -82,7 +82,9 @@ def test_build_clip_dense_from_file_and_errors(tiny_clip_ckpt, tmp_path):
     f = t.predict(im)
     assert f.shape == (*t.output_size(48, 80), 32) == (8, 14, 32)  # 64 x 112 input, 4 x 7 patches
     assert torch.allclose(t.visual.conv1.weight, model.visual.conv1.weight)  # weights really loaded
-    assert t.config()["checkpoint"] == str(path)
+    from sas_engine.io.files import file_digest
+
+    assert t.config()["checkpoint"] == {"file": path.name, "sha": file_digest(path)}  # weights named by content
     fb = t.predict_batch([im, im[:, ::-1].copy(), im[:40]])  # batched, mixed sizes grouped
     assert torch.allclose(fb[0], f, atol=1e-5) and not torch.allclose(fb[1], f, atol=1e-3)
     assert fb[2].shape == (*t.output_size(40, 80), 32)
