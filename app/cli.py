@@ -4,7 +4,11 @@
   scenes through the whole pipeline, cached in the store) while the page already shows the progress; later runs find
   everything cached and start in seconds. ``--no-build`` shows only scenes whose artefacts are already in the store.
 * ``launch.py path/to/scans/scene0000_00 ...``: those scenes (any layout ``sas_engine.io.load_scene`` reads).
-* ``launch.py --dataset scannet --data-root /data/scannet``: every scene found under the data root.
+* ``launch.py --data-root DIR`` (``--dataset`` optional): every scene found in DIR (:func:`discover_scenes`: the
+  folder itself when it is a capture, else the captures, ScanNet scans and bare ``*.ply`` scans one level down).
+* Scenes given either way are processed in the background, one after the other (:func:`app.build.build_scenes`:
+  superpoints and the 3D student first, then each 2D teacher and the fusions); their layers appear in the page as
+  they finish, and later starts read them from the store. ``--no-build`` shows only what the store already has.
 
 One URL is printed once both servers answer.
 """
@@ -30,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="launch.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenes", nargs="*", type=Path, help="scene folders or files to open (default: the embedded demo)")
-    p.add_argument("--dataset", default=None, help="dataset preset (scannet, matterport, nuscenes, synthetic); with "
-                                                   "--data-root and no scene arguments, opens every scene found there")
+    p.add_argument("--dataset", default=None, help="dataset preset (scannet, matterport, nuscenes, synthetic) of the "
+                                                   "scenes opened (default: detected from each scene's layout)")
     p.add_argument("--data-root", type=Path, default=None,
-                   help=f"folder scenes may be opened from in the page (default {DEFAULT_DATA})")
+                   help="without scene arguments: open every scene found in this folder (captures, ScanNet scans, "
+                        "bare .ply scans one level down); scenes may also be opened from it in the page "
+                        f"(default {DEFAULT_DATA})")
     p.add_argument("--host", default="127.0.0.1", help="interface to serve on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port of the page (default 7860)")
     p.add_argument("--viser-port", type=int, default=8080, help="port of the embedded 3D viewer (default 8080)")
@@ -41,27 +47,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", type=Path, default=None, help="folder of model weights (real teachers, 3D model)")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"artefact store (default {DEFAULT_STORE})")
     p.add_argument("--text-encoder", default=None, help="'minilm' (default) or 'openclip:<arch>:<weights path>'")
-    p.add_argument("--no-build", action="store_true", help="never build the demo; show what the store holds")
+    p.add_argument("--no-build", action="store_true", help="compute nothing (neither the demo nor the layers of "
+                                                          "your scenes); show what the store holds")
+    p.add_argument("--up", default=None, metavar="UP", help=_up_help())
     return p
 
 
+def _up_help() -> str:
+    from sas_engine.commands.common import UP_HELP
+
+    return UP_HELP
+
+
+CAPTURE_OWN_PLY = ("sas_reconstruction.ply", "mesh.ply", "points.ply")
+"""PLY names that belong to a capture (its reconstruction or geometry), never a scene of their own."""
+
+
+def _scene_layout(p: Path) -> Optional[str]:
+    """The layout :func:`sas_engine.io.detect.detect_layout` gives ``p``; None when it is not a scene."""
+    from sas_engine.io.detect import detect_layout
+
+    try:
+        return detect_layout(p)
+    except (SASError, OSError):
+        return None
+
+
+def _bare_ply(p: Path) -> bool:
+    """A ``*.ply`` that is a scan of its own: not a capture's geometry nor a ScanNet mesh / label sibling."""
+    n = p.name.lower()
+    return (p.suffix.lower() == ".ply" and p.is_file() and n not in CAPTURE_OWN_PLY and "_vh_clean" not in n
+            and not n.endswith(".labels.ply"))
+
+
 def discover_scenes(root: Path, dataset: Optional[str]) -> list[tuple[str, Path]]:
-    """(scene id, path) of the scenes under a dataset root: ScanNet-style ``scans/<id>/`` folders (also directly
-    under the root) and OpenScene ``*.pth`` files."""
+    """(scene id, path) of the scenes in a data root, sorted by id.
+
+    * ``root`` itself when it is a scene folder (ScanNet scan, ``transforms.json`` capture, plain capture or Open3D
+      reconstruction-system folder: any folder :func:`sas_engine.io.detect.detect_layout` recognises);
+    * otherwise every such folder one level down, in ``root/scans/`` and in ``root/<split>/scans/``;
+    * bare ``*.ply`` scans directly in the root (not ``sas_reconstruction.ply``, ``mesh.ply``, ``points.ply`` nor
+      ScanNet's ``*_vh_clean*.ply`` / ``*.labels.ply``);
+    * OpenScene ``*.pth`` files anywhere below.
+
+    Nothing is created or written. Raises :class:`SASInputError` when the root does not exist or holds no scene.
+    """
     root = Path(root)
     if not root.is_dir():
         raise SASInputError(root, "data root not found")
+    if _scene_layout(root) is not None:
+        return [(root.name, root)]
     out: dict[str, Path] = {}
-    for base in (root / "scans", root):
-        if base.is_dir():
-            for d in sorted(base.iterdir()):
-                if d.is_dir() and (any(d.glob("*_vh_clean_2.ply")) or (d / "sas_synthetic.json").exists()):
-                    out.setdefault(d.name, d)
+
+    def add(sid: str, p: Path) -> None:
+        if sid in out and out[sid] != p:
+            log.warning("%s: scene id %s is taken by %s; skipped (rename one of them)", p, sid, out[sid])
+            return
+        out[sid] = p
+
+    bases = [root / "scans", *sorted(root.glob("*/scans")), root]
+    for base in bases:
+        if not base.is_dir():
+            continue
+        for d in sorted(base.iterdir()):
+            if d.name.startswith("."):
+                continue
+            if d.is_dir() and d.name != "scans" and _scene_layout(d) is not None:
+                add(d.name, d)
+            elif base == root and _bare_ply(d):
+                add(d.stem, d)
     for f in sorted(root.rglob("*.pth")):
-        out.setdefault(f.stem.replace("_vh_clean_2", ""), f)
+        add(f.stem.replace("_vh_clean_2", ""), f)
     if not out:
-        raise SASInputError(root, f"no scenes found (looked for scans/<id>/ folders and *.pth files"
-                                  f"{'' if dataset is None else f', dataset {dataset}'})")
+        raise SASInputError(root, "no scenes found: looked for a capture or ScanNet scan in the folder itself, "
+                                  "for such folders one level down (and in scans/), for bare *.ply scans and "
+                                  "for OpenScene *.pth files"
+                                  f"{'' if dataset is None else f' (dataset {dataset})'}; see docs/captures.md")
     return sorted(out.items())
 
 
@@ -77,17 +138,29 @@ def setup_state(args) -> tuple["object", Optional[callable]]:
 
     data_root = (args.data_root or DEFAULT_DATA).expanduser().resolve()
     roots = [data_root] + [Path(s).expanduser().resolve() for s in args.scenes]
-    state = AppState(args.store, roots, text_encoder_spec=args.text_encoder, device=args.device)
+    up = getattr(args, "up", None)
+    if up is not None:
+        from sas_engine.geometry.gravity import parse_up
+
+        parse_up(up)  # a bad --up fails at start, not when a scene is first opened
+        if not args.scenes and args.data_root is None:
+            log.warning("--up applies to scene arguments and --data-root scenes; the demo scenes are z up already")
+            up = None
+    state = AppState(args.store, roots, text_encoder_spec=args.text_encoder, device=args.device, up=up)
     if args.scenes:
+        ids = []
         for s in args.scenes:
             sid = state.add_scene_path(s, dataset=args.dataset, check_roots=False)
             print(f"scene {sid}: {s}")
-        return state, None
-    if args.dataset and args.data_root:
-        for sid, p in discover_scenes(data_root, args.dataset):
+            ids.append(sid)
+        return state, _scene_build(state, ids, args)
+    if args.data_root is not None:  # every scene found there (nothing is created or written in the root)
+        found = discover_scenes(data_root, args.dataset)
+        for sid, p in found:
             state.add_scene_path(p, scene_id=sid, dataset=args.dataset, check_roots=False)
-        print(f"{len(state.scene_ids())} scenes of {args.dataset} under {data_root}")
-        return state, None
+        print(f"{len(found)} scene(s) under {data_root}: {', '.join(sid for sid, _ in found[:8])}"
+              + (" ..." if len(found) > 8 else ""))
+        return state, _scene_build(state, [sid for sid, _ in found], args)
     try:
         from sas_engine.demo import build_demo  # written by the pipeline owners; absent in early checkouts
     except ImportError:
@@ -114,8 +187,13 @@ def setup_state(args) -> tuple["object", Optional[callable]]:
 
         import inspect
 
+        def on_scene(sid: str, folder: Path) -> None:  # a room can be opened, or got new layers
+            state.add_scene_path(folder, scene_id=sid, check_roots=False)
+            state.layers_changed(sid)
+
         params = inspect.signature(build_demo).parameters
-        extra = {k: v for k, v in (("device", args.device), ("checkpoints", args.checkpoints)) if k in params}
+        extra = {k: v for k, v in (("device", args.device), ("checkpoints", args.checkpoints),
+                                   ("on_scene", on_scene)) if k in params}
         try:
             ids = state.run_build(lambda progress: build_demo(args.store, data_root, progress=progress, **extra),
                                   lambda sid: find_scene_folder([data_root], sid), on_progress)
@@ -128,28 +206,140 @@ def setup_state(args) -> tuple["object", Optional[callable]]:
     return state, build
 
 
+def _scene_build(state, scene_ids: list[str], args) -> Optional[callable]:
+    """The background processing of the user's scenes (:func:`app.build.build_scenes`), or ``None`` with
+    ``--no-build`` (then each scene shows the layers the store already has)."""
+    if args.no_build or not scene_ids:
+        return None
+
+    def build():
+        from tqdm import tqdm
+
+        from sas_engine.pipeline import PipelineConfig
+
+        from .build import build_scenes
+
+        bar = tqdm(total=100, desc="processing the scenes", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
+
+        def on_progress(frac: float, msg: str) -> None:
+            bar.n = round(frac * 100, 1)
+            bar.set_postfix_str(msg[:60], refresh=True)
+
+        try:
+            build_scenes(state, scene_ids, PipelineConfig(device=args.device), on_progress)
+        except Exception as e:  # the page shows it too
+            log.error("processing the scenes failed: %s", e)
+        finally:
+            bar.close()
+
+    return build
+
+
+def check_args(args) -> None:
+    """Validate every flag before anything starts or is written (each problem is one line naming the flag).
+
+    Raises:
+        SASInputError: a bad --dataset, --device, --text-encoder, --up, port, or a path that does not exist
+            (--data-root and scene arguments are only read, never created).
+    """
+    if args.dataset is not None:
+        from sas_engine.config import get_preset
+
+        try:
+            get_preset(args.dataset)
+        except SASInputError as e:
+            raise SASInputError(None, f"--dataset: {e}") from None
+    if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
+        raise SASInputError(args.data_root, "--data-root: folder not found (a data root is only read, never "
+                                            "created; leave --data-root out to run the embedded demo)")
+    for s in args.scenes:
+        if not Path(s).expanduser().exists():
+            raise SASInputError(s, "scene argument: not found (no such file or folder)")
+    store = Path(args.store).expanduser()
+    if store.exists() and not store.is_dir():
+        raise SASInputError(store, "--store: exists but is not a folder")
+    if args.checkpoints is not None and not Path(args.checkpoints).expanduser().is_dir():
+        raise SASInputError(args.checkpoints, "--checkpoints: folder not found")
+    if not str(args.host).strip():
+        raise SASInputError(None, "--host is empty: pass an interface such as 127.0.0.1")
+    for flag, port in (("--port", args.port), ("--viser-port", args.viser_port)):
+        if not 1 <= port <= 65535:
+            raise SASInputError(None, f"{flag} {port}: a port must be in 1..65535")
+    if args.port == args.viser_port:
+        raise SASInputError(None, f"--port and --viser-port are both {args.port}: the page and the 3D viewer need "
+                                  "two different ports")
+    try:
+        import torch
+
+        dev = torch.device(args.device)
+    except (RuntimeError, ValueError):
+        raise SASInputError(None, f"--device {args.device!r}: not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SASInputError(None, f"--device {args.device}: CUDA is not available on this machine")
+    spec = args.text_encoder
+    if spec not in (None, "", "minilm"):
+        from sas_engine.teachers.text import parse_openclip_spec
+
+        _, path = parse_openclip_spec(spec)
+        if path is not None and not Path(path).expanduser().is_file():
+            raise SASInputError(path, "--text-encoder: weights file not found")
+    if getattr(args, "up", None) is not None:
+        from sas_engine.geometry.gravity import parse_up
+
+        parse_up(args.up)
+
+
+def _stop_on_sigterm(signum, frame) -> None:  # pragma: no cover - exercised through a subprocess
+    raise SystemExit(0)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import signal
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # same clean shutdown as Ctrl-C
+    state = app = worker = None
+    code = 0
     try:
+        check_args(args)
         state, build = setup_state(args)
+        state.warm_text_encoder()  # the model loads while the servers start: the first query does not wait for it
         from .server import start_app
 
         app = start_app(state, host=args.host, port=args.port, viser_port=args.viser_port)
+        print(f"\n  SAS is running at {app.url}\n", flush=True)
+        if build is not None:
+            worker = threading.Thread(target=build, name="demo-build", daemon=True)
+            worker.start()
+        threading.Event().wait()
     except SASError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"\n  SAS is running at {app.url}\n", flush=True)
-    worker = None
-    if build is not None:
-        worker = threading.Thread(target=build, name="demo-build", daemon=True)
-        worker.start()
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("stopping")
+        code = 2
+    except (KeyboardInterrupt, SystemExit):
+        print("stopping", flush=True)
     finally:
-        app.close()
-    return 0
+        _shutdown(state, app, worker)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return code
+
+
+def _shutdown(state, app, worker) -> None:
+    """Stop the servers, delete this run's export folder, and end a background build's worker processes (their
+    artefacts are written atomically, so an interrupted scene is recomputed next time, never half-read)."""
+    import multiprocessing
+
+    try:
+        if app is not None:
+            app.close()
+    finally:
+        if state is not None:
+            state.close()
+        if worker is not None and worker.is_alive():
+            for child in multiprocessing.active_children():
+                child.terminate()

@@ -17,6 +17,9 @@ from sas_engine.labels import SCANNET20
 NO_FEATURE = np.array([70, 70, 70], np.uint8)
 """Colour of points without a feature (seen by no camera) in every feature-based mode."""
 
+BACKGROUND_SWATCH = np.array([150, 150, 150], np.uint8)
+"""Legend swatch of comma-list points that match none of the names (shown in a greyed version of their colour)."""
+
 AGREE = np.array([200, 200, 200], np.uint8)
 """Colour of points where the teachers agree (disagreement mode)."""
 
@@ -135,15 +138,17 @@ def _swatch(rgb) -> str:
 
 
 def legend_html(title: str, entries: Sequence[tuple[str, Sequence[int], int]], max_entries: int = 40) -> str:
-    """HTML legend: a title and one swatch + name + point count per entry (entries with 0 points are skipped)."""
-    rows = [f"<div style='font-weight:600;margin:2px 0'>{html.escape(title)}</div>"]
+    """HTML legend: a title and one swatch + name + point count per entry (entries with 0 points are skipped), the
+    entries wrapped into rows so a 20-class legend takes a few lines under the 3D view."""
+    rows = []
     shown = [e for e in entries if e[2] > 0]
     for name, rgb, count in shown[:max_entries]:
-        rows.append(f"<div style='font-size:0.85em;white-space:nowrap'>{_swatch(rgb)}{html.escape(str(name))}"
-                    f" <span style='color:#888'>({count:,})</span></div>")
+        rows.append(f"<span style='font-size:0.85em;white-space:nowrap'>{_swatch(rgb)}{html.escape(str(name))}"
+                    f" <span style='color:#888'>({count:,})</span></span>")
     if len(shown) > max_entries:
-        rows.append(f"<div style='font-size:0.85em;color:#888'>... {len(shown) - max_entries} more</div>")
-    return "<div class='sas-legend'>" + "".join(rows) + "</div>"
+        rows.append(f"<span style='font-size:0.85em;color:#888'>... {len(shown) - max_entries} more</span>")
+    return (f"<div class='sas-legend'><div style='font-weight:600;margin:2px 0'>{html.escape(title)}</div>"
+            "<div style='display:flex;flex-wrap:wrap;gap:1px 12px'>" + "".join(rows) + "</div></div>")
 
 
 def colorbar_html(vmin: float, vmax: float, threshold: float, label: str = "cosine similarity") -> str:

@@ -230,7 +230,7 @@ class SceneLayers:
             raise SASInputError(p, "has no [N, C] 'features' tensor")
         if feat.shape[0] != n:
             raise SASInputError(p, f"features have {feat.shape[0]} rows but the scene has {n} points (stale artefact?)")
-        out = {"features": feat}
+        out = {"features": feat, "config": (obj.get("__header__") or {}).get("config")}
         mask = obj.get("mask")
         out["mask"] = np.ones(n, bool) if mask is None else _array(obj, "mask", p).astype(bool)
         if out["mask"].shape != (n,):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Optional
 import gradio as gr
 
 from sas_engine.errors import SASError
+from sas_engine.query import RELEVANCE
 
 from .reports import capability_images, capability_plot, scene_metrics
 
@@ -24,12 +25,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 VIEWER_HEIGHT = 620
-OBJECT_HEADERS = ["#", "points", "mean cosine", "peak cosine", "centre (m)"]
+OBJECT_HEADERS = ["#", "points", "mean relevance", "peak relevance", "centre (m)"]
 METRIC_HEADERS = ["source", "mIoU %", "accuracy %", "coverage %"]
 
 
 def warn(msg: str) -> str:
-    return f"⚠️ {html.escape(msg)}"
+    return f"⚠️ {md_text(html.escape(msg))}"
+
+
+def md_text(text: str) -> str:
+    """Plain text (file names, scene ids, user queries) made safe inside gradio Markdown: underscores, asterisks and
+    backticks are escaped so ``synth1001_00_fused_sas.ply`` is not turned into italics. Bold markers the handlers
+    write (``**...**``) are kept."""
+    out = re.sub(r"(?<!\\)([_`])", r"\\\1", text)
+    return re.sub(r"(?<![*\\])\*(?!\*)", r"\\*", out)
 
 
 def guarded(n_out: int):
@@ -41,7 +50,7 @@ def guarded(n_out: int):
             try:
                 out = fn(*args, **kw)
                 if isinstance(out, tuple) and out and isinstance(out[0], str):
-                    out = (html.escape(out[0], quote=False),) + out[1:]  # messages echo user text
+                    out = (md_text(html.escape(out[0], quote=False)),) + out[1:]  # messages echo user text
                 return out
             except SASError as e:
                 return (warn(str(e)),) + (gr.skip(),) * (n_out - 1)
@@ -84,7 +93,7 @@ class Panel:
         msg = ""
         if ids and session.scene_id is None:
             try:
-                msg = html.escape(session.select_scene(ids[0]), quote=False)
+                msg = md_text(html.escape(session.select_scene(ids[0]), quote=False))
             except SASError as e:
                 msg = warn(str(e))
         elif not ids:
@@ -184,6 +193,38 @@ class Panel:
         s.build_seen = bm
         return insp[0], insp[1], bm_out, scenes
 
+    def poll_layers(self, token: str):
+        """Timer tick: when a background build added layers to the scene this tab shows (see
+        :meth:`AppState.layers_changed`), offer them. Returns (status, mode A, mode B, query layer, capability dd)."""
+        skip = (gr.skip(),) * 5
+        try:
+            s = self.state.session(token)
+        except SASError:
+            return skip
+        with s.lock:
+            key = (s.scene_id, self.state.layer_serial(s.scene_id))
+            if s.scene_id is None or key == getattr(s, "layers_seen", None):
+                return skip
+            first = getattr(s, "layers_seen", None) is None or s.layers_seen[0] != s.scene_id
+            s.layers_seen = key
+            if first and key[1] == 0:  # never built while this process runs: the lists are what the tab chose
+                return skip
+            try:
+                qls = s.query_layers()
+                if s.query_layer not in {k for _, k in qls}:
+                    s.query_layer = qls[0][1] if qls else None
+                modes = s.modes()
+                lay = s.layers()
+                caps = lay.capability_tables()
+                n, points = len(lay.usable()), lay.scene.num_points
+            except SASError as e:
+                return (warn(str(e)),) + skip[1:]
+        sid = md_text(html.escape(str(s.scene_id), quote=False))
+        msg = (f"Scene **{sid}**: {points:,} points, {n} feature layer(s)"
+               + (" so far; the rest are being computed" if self.state.build.running else ""))
+        return (msg, gr.update(choices=modes, value=s.mode_a), gr.update(choices=modes, value=s.mode_b),
+                gr.update(choices=qls, value=s.query_layer), gr.update(choices=caps, value=caps[0] if caps else None))
+
     @guarded(4)
     def capability(self, token: str, name: Optional[str]):
         s = self.state.session(token)
@@ -231,10 +272,10 @@ def build_blocks(state: "AppState") -> gr.Blocks:
         build_md = gr.Markdown(state.build.markdown(), elem_id="sas-build")
         status = gr.Markdown("", elem_id="sas-status")
         with gr.Row():
-            with gr.Column(scale=3):
+            with gr.Column(scale=7):  # the 3D view gets most of the width: side-by-side views stay readable
                 viewer = gr.HTML("", elem_id="sas-viewer")
                 legend = gr.HTML("", elem_id="sas-legend")
-            with gr.Column(scale=2):
+            with gr.Column(scale=4):
                 with gr.Tab("Scene"):
                     scene_dd = gr.Dropdown(label="Scene", choices=state.scene_ids(), elem_id="sas-scene")
                     with gr.Row():
@@ -247,13 +288,17 @@ def build_blocks(state: "AppState") -> gr.Blocks:
                     template = gr.Textbox(label="Prompt template", value=state.template)
                     vocab_btn = gr.Button("Apply label set")
                 with gr.Tab("Query"):
-                    gr.Markdown("One text gives a heat-map of cosine similarity (as typed); several comma-separated "
-                                "names give a labelled segmentation (each name through the prompt template).")
+                    gr.Markdown("One text gives a heat map of its **relevance**: the probability (0 to 1) that a "
+                                "point is what the text names rather than another label of the label set, on the "
+                                "same scale in every scene, so an object that is not there leaves the map empty. "
+                                "Several comma-separated names give a labelled segmentation; points that match none "
+                                "of them stay grey.")
                     query = gr.Textbox(label="Query", placeholder="somewhere to sit   or   chair, sofa, lamp",
                                        elem_id="sas-query")
                     query_btn = gr.Button("Search", variant="primary", elem_id="sas-query-btn")
                     qlayer = gr.Dropdown(label="Features queried", elem_id="sas-qlayer")
-                    threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold (normalised similarity)",
+                    threshold = gr.Slider(0, 1, value=RELEVANCE.threshold, step=0.01,
+                                          label="Threshold (relevance; points below it stay grey)",
                                           elem_id="sas-threshold")
                     topk = gr.Slider(1, 20, value=5, step=1, label="Top-k regions")
                     clear_btn = gr.Button("Clear query")
@@ -296,6 +341,8 @@ def build_blocks(state: "AppState") -> gr.Blocks:
         clear_btn.click(p.clear, [token], [status, legend, colorbar, objects])
         inspect_btn.click(p.inspect, [token, pidx], [status, inspect_md])
         timer.tick(p.poll, [token, serial], [inspect_md, serial, build_md, scene_dd], show_progress="hidden")
+        layers_timer = gr.Timer(2.0)  # new layers of the shown scene from a background build (app.build)
+        layers_timer.tick(p.poll_layers, [token], [status, mode_a, mode_b, qlayer, cap_dd], show_progress="hidden")
         cap_dd.change(p.capability, [token, cap_dd], [cap_note, cap_plot, cap_class, cap_gallery])
         cap_class.input(p.capability_class, [token, cap_dd, cap_class], [cap_note, cap_gallery])
         metrics_btn.click(p.metrics, [token], [metrics_note, metrics_df])

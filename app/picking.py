@@ -122,3 +122,18 @@ def inspection_markdown(info: dict) -> str:
     for err in info.get("errors", []):
         lines.append(f"- unreadable layer: {e(err)}")
     return "\n".join(lines)
+
+
+def inspection_summary(info: dict) -> str:
+    """The short version shown over the 3D view: the point, its ground truth and the distilled label (the full
+    :func:`inspection_markdown` is in the page's Inspect tab)."""
+    e = html.escape
+    lines = [f"**Point {info['index']}**"]
+    if "gt" in info:
+        lines.append(f"- ground truth: **{e(info['gt'])}**")
+    for d in info["distilled"][:1] or info["fusions"][:1]:
+        lab = e(d["top3"][0][0]) if d.get("top3") else "no feature"
+        lines.append(f"- {e(d['layer'])}: **{lab}**")
+    lines.append("- every teacher and weight: Inspect tab")
+    return "\n".join(lines)
+

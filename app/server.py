@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +24,26 @@ CSS = """
 
 class ServerNotReady(SASError):
     """A server did not answer within the start-up timeout."""
+
+
+class PortInUse(SASError):
+    """A port the app was asked to serve on is taken (message: one line naming the flag to change)."""
+
+
+def check_port(host: str, port: int, flag: str) -> None:
+    """Raise :class:`PortInUse` naming ``flag`` unless ``port`` can be bound on ``host`` now."""
+    import socket
+
+    if not 1 <= int(port) <= 65535:
+        raise PortInUse(f"{flag} {port}: a port must be in 1..65535")
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+        except OSError as e:
+            raise PortInUse(f"port {port} on {host} is in use ({e.strerror or e}); another SAS app or program holds "
+                            f"it: stop it or pass {flag} <free port>") from None
 
 
 def wait_http(url: str, timeout: float = 60.0, interval: float = 0.1) -> float:
@@ -65,7 +84,7 @@ class AppHandle:
             if self.viewer is not None:
                 self.viewer.stop()
                 self.state.viewer = None
-            shutil.rmtree(self.state.export_root, ignore_errors=True)
+            self.state.close()
 
 
 def start_app(state: "AppState", host: str = "127.0.0.1", port: int = 7860, viser_port: int = 8080,
@@ -84,9 +103,18 @@ def start_app(state: "AppState", host: str = "127.0.0.1", port: int = 7860, vise
     from .panel import build_blocks
     from .viewer import Viewer
 
+    if int(port) == int(viser_port) and viewer:
+        raise PortInUse(f"--port and --viser-port are both {port}: the page and the 3D viewer need two ports")
+    check_port(host, port, "--port")  # one clear line now, not gradio's traceback after the viewer started
     v = None
     if viewer:
+        check_port(host, viser_port, "--viser-port")
         v = Viewer(state, host=host, port=viser_port)
+        if v.port != int(viser_port):  # viser moves on to the next free port by itself; the user asked for this one
+            v.stop()
+            state.viewer = None
+            raise PortInUse(f"port {viser_port} on {host} was taken while starting (viser moved to {v.port}): "
+                            "pass --viser-port <free port>")
         wait_http(f"http://{display_host(host)}:{v.port}/", timeout)
     blocks = build_blocks(state)
     blocks.queue(default_concurrency_limit=4)
@@ -94,10 +122,12 @@ def start_app(state: "AppState", host: str = "127.0.0.1", port: int = 7860, vise
         blocks.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
                       share=False, allowed_paths=[str(state.export_root)], css=CSS, show_error=False,
                       footer_links=[], mcp_server=False)
-    except Exception:
+    except Exception as e:
         if v is not None:
             v.stop()
             state.viewer = None
+        if isinstance(e, OSError) and "port" in str(e).lower():  # taken between the check and the launch
+            raise PortInUse(f"port {port} on {host} is in use: pass --port <free port>") from None
         raise
     url = f"http://{display_host(host)}:{port}/"
     wait_http(url, timeout)

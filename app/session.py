@@ -12,11 +12,11 @@ import numpy as np
 
 from sas_engine.errors import SASInputError
 from sas_engine.labels import IGNORE, SCANNET20, get_label_set
-from sas_engine.query import apply_template, normalize_heat, split_queries, top_objects
+from sas_engine.query import BACKGROUND, RELEVANCE, apply_template, find_regions, split_queries
 
 from . import colors as C
 from .modes import Colouring, labelled, mode_choices, render_mode
-from .picking import inspect_point, inspection_markdown
+from .picking import inspect_point, inspection_markdown, inspection_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import AppState
@@ -24,7 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class QueryView:
-    """The active query: a heat-map (one text) or a labelled segmentation (several comma-separated names)."""
+    """The active query: a heat-map (one text) or a labelled segmentation (several comma-separated names).
+
+    ``heat`` is the calibrated relevance in [0, 1] (:meth:`sas_engine.query.QueryEngine.relevance`), shown on an
+    absolute scale; ``labels`` uses :data:`~sas_engine.query.BACKGROUND` for points that match none of the names."""
 
     kind: str
     text: str
@@ -35,6 +38,8 @@ class QueryView:
     vmax: float = 1.0
     labels: Optional[np.ndarray] = None
     names: Optional[list[str]] = None
+    aliases: Optional[list] = None
+    peak: float = float("nan")
 
 
 class Session:
@@ -53,14 +58,16 @@ class Session:
         self.template = state.template
         self.query: Optional[QueryView] = None
         self.query_layer: Optional[str] = None
-        self.threshold = 0.5
+        self.threshold = RELEVANCE.threshold
         self.topk = 5
         self.view_a: Optional[Colouring] = None
         self.view_b: Optional[Colouring] = None
         self.objects: list = []
+        self.regions_found = 0
         self.objects_serial = 0
         self.known_scenes: list[str] = []
         self.inspection = ""
+        self.inspection_short = ""
         self.inspect_serial = 0
         self.version = 0
         self._vocab_set: Optional[str] = None
@@ -95,7 +102,12 @@ class Session:
     def _query_colouring(self, lay) -> Colouring:
         q = self.query
         if q.kind == "labels":
-            return labelled(q.labels, q.names, f"query: {q.text}")
+            col = labelled(q.labels, q.names, f"query: {q.text}")
+            bg = q.labels == BACKGROUND
+            col.colors[bg] = C.unpack_rgb(lay.dimmed()[bg])  # matches none of the names: the room stays visible
+            col.legend[-1] = ("none of these (room colours, greyed)", C.BACKGROUND_SWATCH, int(bg.sum()))
+            col.legend.append(("no feature", C.NO_FEATURE, int((q.labels == -1).sum())))
+            return col
         cols = C.heat_colors(q.heat, self.threshold, dimmed=lay.dimmed())
         above = int(np.nansum(q.heat >= self.threshold))
         return Colouring(cols, f"query: {q.text}", [("above threshold", C.heat_lut()[255], above)])
@@ -134,6 +146,9 @@ class Session:
         """Choose the colour mode of the main view and (when ``compare``) of the side-by-side view."""
         with self.lock:
             keys = {k for _, k in self.modes()}
+            pending = bool(compare) and mode_b in (None, "")  # ticked before a second mode was chosen
+            if pending:
+                compare = False
             for m in (mode_a,) + ((mode_b,) if compare else ()):
                 if m not in keys:
                     raise SASInputError(None, f"colour mode {m!r} is not available for this scene")
@@ -149,7 +164,8 @@ class Session:
                 self.mode_a, self.compare, self.mode_b, self.query = old
                 raise
             self._push(geometry=old[1] != self.compare)
-            return f"showing {self.view_a.title}" + (f" | {self.view_b.title}" if self.view_b else "")
+            return (f"showing {self.view_a.title}" + (f" | {self.view_b.title}" if self.view_b else "")
+                    + (": choose a mode under 'Compare with (right)' to see it side by side" if pending else ""))
 
     def set_vocab(self, text: object, template: object = None) -> str:
         """Replace the label set (comma-separated names) and optionally the prompt template."""
@@ -181,22 +197,28 @@ class Session:
             names = split_queries(text)
             eng = self.state.engine(self.scene_id, self.query_layer)
             if len(names) == 1:
-                sim = eng.similarity(names[0])
-                heat, lo, hi = normalize_heat(sim)
-                self.query = QueryView("heat", names[0], self.query_layer, sim, heat, lo, hi)
+                rel = eng.relevance(names[0], self.vocab, RELEVANCE,
+                                    calibration=self.state.calibration(self.scene_id, self.query_layer))
+                fin = rel.score[np.isfinite(rel.score)]
+                top = float(fin.max()) if fin.size else float("nan")
+                self.query = QueryView("heat", rel.text, self.query_layer, rel.score, rel.score, 0.0, 1.0,
+                                       aliases=rel.aliases, peak=top)
                 self._objects()
             else:
-                labels, _ = self.state.segmentation(self.scene_id, self.query_layer, names, self.template)
-                self.query = QueryView("labels", ", ".join(names), self.query_layer, labels=labels, names=names)
+                seg = self.state.query_segmentation(self.scene_id, self.query_layer, names, self.vocab)
+                self.query = QueryView("labels", ", ".join(seg.names), self.query_layer, labels=seg.labels,
+                                       names=seg.names, aliases=seg.aliases)
                 self.objects = []
                 self.objects_serial += 1
             self._render()
             self._push()
             where = lay.layer(self.query_layer).label
             if self.query.kind == "heat":
-                return (f"'{names[0]}' on {where}: cosine {lo:.3f} .. {hi:.3f}, "
-                        f"{len(self.objects)} region(s) above the threshold")
-            return f"labelled {len(names)} names on {where}"
+                return self._heat_message(where)
+            bg = int((self.query.labels == BACKGROUND).sum())
+            n = int((self.query.labels != -1).sum())
+            return (f"labelled {len(names)} names on {where}; {bg:,} of {n:,} points ({100 * bg / max(1, n):.0f}%) "
+                    "match none of them well and stay grey")
 
     def set_threshold(self, threshold: object, topk: object = None) -> str:
         """Move the heat-map threshold (colours only; the similarity is not recomputed)."""
@@ -209,7 +231,21 @@ class Session:
             self._objects()
             self._render()
             self._push()
-            return f"threshold {self.threshold:.2f}: {len(self.objects)} region(s)"
+            return self._heat_message(self.layers().layer(self.query.layer).label)
+
+    def _heat_message(self, where: str) -> str:
+        q = self.query
+        peak = q.peak
+        via = f" (answered through the label{'s' if len(q.aliases) > 1 else ''} {', '.join(q.aliases)})" \
+            if q.aliases else ""
+        if not self.regions_found:
+            if np.isfinite(peak) and peak >= self.threshold:
+                return (f"Nothing matches '{q.text}' here: no region on {where} reaches the threshold "
+                        f"{self.threshold:.2f} (only scattered points do, up to {peak:.2f}){via}")
+            return (f"Nothing matches '{q.text}' here: the highest relevance on {where} is {peak:.2f}, below the "
+                    f"threshold {self.threshold:.2f}{via}")
+        return (f"'{q.text}' on {where}: {self.regions_found} region(s) with relevance ≥ {self.threshold:.2f} "
+                f"(highest {peak:.2f}){via}")
 
     def clear_query(self) -> str:
         with self.lock:
@@ -221,10 +257,14 @@ class Session:
             return "query cleared"
 
     def _objects(self) -> None:
+        """The regions above the threshold; the map shows exactly them (superpoint-averaged relevance), so an empty
+        region list is an empty map."""
         lay = self.layers()
         q = self.query
-        self.objects = top_objects(q.sim, lay.scene.points, self.threshold, self.topk, groups=lay.superpoints(),
-                                   voxel=max(0.02, 2.5 * lay.spacing()))
+        regions, q.heat = find_regions(q.sim, lay.scene.points, self.threshold, groups=lay.superpoints(),
+                                       voxel=max(0.02, 2.5 * lay.spacing()))
+        self.objects = regions[: self.topk]
+        self.regions_found = len(regions)
         self.objects_serial += 1
 
     def inspect(self, index: object) -> str:
@@ -238,6 +278,7 @@ class Session:
                 raise SASInputError(None, f"point index must be a whole number, got {index!r}")
             info = inspect_point(self.state, self.layers(), i, self.vocab, self.template)
             self.inspection = inspection_markdown(info)
+            self.inspection_short = inspection_summary(info)
             self.inspect_serial += 1
             return self.inspection
 
@@ -256,10 +297,10 @@ class Session:
             q = self.query
             if q is None or q.kind != "heat" or not np.isfinite(q.vmin):
                 return ""
-            return C.colorbar_html(q.vmin, q.vmax, self.threshold)
+            return C.colorbar_html(q.vmin, q.vmax, self.threshold, label="relevance")
 
     def objects_rows(self) -> list[list]:
-        """Rows (rank, points, mean cosine, peak cosine, centre) of the top-k regions."""
+        """Rows (rank, points, mean relevance, peak relevance, centre) of the top-k regions."""
         with self.lock:
             return [[i + 1, h.size, round(h.score, 4), round(h.peak, 4), [round(float(c), 2) for c in h.center]]
                     for i, h in enumerate(self.objects)]
@@ -279,7 +320,8 @@ class Session:
             scene = lay.scene
             out = self.state.export_root / self.token
             tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.title)[:40].strip("_") or "view"
-            vertex = {"x": scene.points[:, 0], "y": scene.points[:, 1], "z": scene.points[:, 2],
+            xyz = scene.to_source_frame(scene.points).astype(np.float32)  # the user's frame, to overlay their capture
+            vertex = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
                       "red": v.colors[:, 0], "green": v.colors[:, 1], "blue": v.colors[:, 2]}
             if v.labels is not None:
                 vertex["label"] = np.where((v.labels >= 0) & (v.labels < 255), v.labels, IGNORE).astype(np.uint8)

@@ -32,7 +32,7 @@ MAX_SESSIONS = 64
 
 @dataclass
 class BuildStatus:
-    """Progress of the demo build, polled by the page."""
+    """Progress of the demo build (or of the user's scenes, :mod:`app.build`), polled by the page."""
 
     running: bool = False
     fraction: float = 0.0
@@ -40,8 +40,16 @@ class BuildStatus:
     error: Optional[str] = None
     done: bool = False
     started: float = field(default_factory=time.time)
+    title: str = ""
+    """What is being built, e.g. "Processing your scenes" (empty: the demo)."""
 
     def markdown(self) -> str:
+        if self.title:
+            if self.error:
+                return f"**{self.title} failed:** {self.error}"
+            if self.running:
+                return f"**{self.title}** ({self.fraction * 100:.0f}%): {self.message}"
+            return self.message
         if self.error:
             return f"**Demo build failed:** {self.error}"
         if self.running:
@@ -67,11 +75,12 @@ class AppState:
         device: torch device for the text encoder.
         template: prompt template for label names.
         max_engines: query engines (one per scene x feature layer) kept in memory.
+        up: gravity alignment of the scenes it loads (``load_scene``'s ``up``; None = each layout's default).
     """
 
     def __init__(self, store, data_roots: Sequence[str | Path] = (), *, text_encoder=None,
                  text_encoder_spec: Optional[str] = None, device: str = "cpu", template: str = PROMPT_SCENE,
-                 max_engines: int = 6):
+                 max_engines: int = 6, up: Optional[str] = None):
         self.store = store if isinstance(store, ArtefactStore) else ArtefactStore(store)
         self.data_roots = [Path(r).resolve() for r in data_roots]
         self.device = device
@@ -85,11 +94,33 @@ class AppState:
         self._engines: "OrderedDict[tuple[str, str], QueryEngine]" = OrderedDict()
         self._segs: "OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = OrderedDict()
         self._engine_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._layer_serial: dict[str, int] = {}
         self.max_engines = max_engines
+        self.up = up
         self.sessions: "OrderedDict[str, object]" = OrderedDict()
         self.build = BuildStatus()
         self.viewer = None  # set by app.server when the viser viewer runs
-        self.export_root = Path(tempfile.mkdtemp(prefix="sas_exports_"))
+        self.text_ready = False  # set once warm_text_encoder has loaded the model
+        self._calibrations: Optional[dict] = None  # layer -> VocabularyCalibration, read on first use
+        self._export_root: Optional[Path] = None
+
+    @property
+    def export_root(self) -> Path:
+        """This run's folder of exported files (a temporary folder made on first use, deleted by :meth:`close`)."""
+        with self._lock:
+            if self._export_root is None:
+                self._export_root = Path(tempfile.mkdtemp(prefix="sas_exports_"))
+            return self._export_root
+
+    def close(self) -> None:
+        """Delete this run's export folder (the launcher calls it on every exit: Ctrl-C, SIGTERM, errors)."""
+        import shutil
+
+        with self._lock:
+            root, self._export_root = self._export_root, None
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
     # -- scenes ------------------------------------------------------------------------------------------------
     def add_scene(self, scene: Scene) -> str:
@@ -143,7 +174,7 @@ class AppState:
     def _load(self, path: Path, dataset: Optional[str]) -> Scene:
         from sas_engine.io import load_scene
 
-        return load_scene(path, dataset=dataset)
+        return load_scene(path, dataset=dataset, up=self.up)
 
     def scene(self, scene_id: str) -> Scene:
         sid = _scene_key(scene_id)
@@ -154,7 +185,14 @@ class AppState:
             raise SASInputError(None, f"unknown scene {sid[:80]!r}; known: {known}")
         if isinstance(entry, Scene):
             return entry
-        scene = self._load(*entry)
+        with self._lock:
+            load_lock = self._load_locks.setdefault(sid, threading.Lock())
+        with load_lock:  # the page and the background build ask for a scene at once: load it once
+            with self._lock:
+                entry = self._scenes.get(sid)
+            if isinstance(entry, Scene):
+                return entry
+            scene = self._load(*entry)
         with self._lock:
             self._scenes[sid] = scene
             if scene.scene_id != sid:  # the loader names it differently: answer to both names
@@ -181,6 +219,18 @@ class AppState:
                     self._engines.pop(k)
                 for k in [k for k in self._segs if k[0] == sid]:
                     self._segs.pop(k)
+
+    def layers_changed(self, scene_id: str) -> None:
+        """New artefacts of a scene are in the store (a background build finished a stage): forget its cached
+        layers and bump :meth:`layer_serial`, which the page polls to refresh its mode lists."""
+        self.refresh(scene_id)
+        with self._lock:
+            self._layer_serial[scene_id] = self._layer_serial.get(scene_id, 0) + 1
+
+    def layer_serial(self, scene_id: Optional[str]) -> int:
+        """How many times :meth:`layers_changed` was called for a scene (0 = never)."""
+        with self._lock:
+            return self._layer_serial.get(scene_id, 0) if scene_id else 0
 
     # -- text and queries --------------------------------------------------------------------------------------
     def text_cache(self) -> TextEmbeddingCache:
@@ -240,6 +290,73 @@ class AppState:
             while len(self._segs) > 64:
                 self._segs.popitem(last=False)
         return got
+
+    def calibration(self, scene_id: str, artefact: str):
+        """The shipped :class:`~sas_engine.query.VocabularyCalibration` of a feature layer
+        (``checkpoints/query_calibration.json``), or ``None``: only when it was fitted for this layer and, for a
+        model's features, for the checkpoint that made them (the artefact's header records its digest)."""
+        from sas_engine.query import CALIBRATION_FILE, load_calibrations
+
+        with self._lock:
+            if self._calibrations is None:
+                try:
+                    self._calibrations = load_calibrations(CALIBRATION_FILE)
+                except SASInputError as e:  # a damaged file costs the calibration, not the app
+                    import logging
+
+                    logging.getLogger("sas.app").warning("query calibration not used: %s", e)
+                    self._calibrations = {}
+            cal = self._calibrations.get(artefact)
+        if cal is None or cal.checkpoint_sha is None:
+            return cal
+        conf = self.layers(scene_id).payload(artefact).get("config") or {}
+        return cal if conf.get("sha") == cal.checkpoint_sha else None
+
+    def query_segmentation(self, scene_id: str, artefact: str, names: Sequence[str], vocabulary: Sequence[str]):
+        """A comma-list query's :class:`~sas_engine.query.NamedSegmentation` with a background (points matching none
+        of ``names`` against ``vocabulary``; :data:`sas_engine.query.RELEVANCE` settings), cached per name list."""
+        from sas_engine.query import RELEVANCE
+
+        key = (_scene_key(scene_id), artefact, "names", tuple(names), tuple(vocabulary))
+        with self._lock:
+            got = self._segs.get(key)
+            if got is not None:
+                self._segs.move_to_end(key)
+                return got
+        groups = self.layers(scene_id).superpoints() if RELEVANCE.segment_superpoints else None
+        got = self.engine(scene_id, artefact).segment_names(list(names), list(vocabulary), RELEVANCE, groups=groups,
+                                                            calibration=self.calibration(scene_id, artefact))
+        got.labels.setflags(write=False)
+        got.scores.setflags(write=False)
+        with self._lock:
+            self._segs[key] = got
+            while len(self._segs) > 64:
+                self._segs.popitem(last=False)
+        return got
+
+    def warm_text_encoder(self, vocabulary: Sequence[str] = ()) -> threading.Thread:
+        """Load the text encoder and embed the vocabulary's prompt ensembles (plus the canonical negatives) in a
+        background thread, so the first query does not wait for the model; returns the started thread. A failure is
+        logged and left for the first query to report."""
+        import logging
+
+        from sas_engine.labels import get_label_set
+        from sas_engine.query import RELEVANCE
+
+        words = list(vocabulary) or list(get_label_set("scannet20").prompt_names)
+
+        def run():
+            t0 = time.monotonic()
+            try:
+                QueryEngine(self.text_cache()).ensemble_embeddings(words + list(RELEVANCE.canonical), RELEVANCE)
+                self.text_ready = True
+                logging.getLogger("sas.app").info("text encoder ready in %.1f s", time.monotonic() - t0)
+            except Exception as e:  # noqa: BLE001 - the first query raises it again, with the panel's message
+                logging.getLogger("sas.app").warning("text encoder warm-up failed: %s", e)
+
+        t = threading.Thread(target=run, name="text-encoder-warm-up", daemon=True)
+        t.start()
+        return t
 
     # -- sessions ----------------------------------------------------------------------------------------------
     def new_session(self, token: Optional[str] = None):

@@ -49,6 +49,8 @@ class ClientView:
     labels: list = field(default_factory=list)
     objects_version: int = -1
     compare_shown: Optional[bool] = None
+    camera: Optional[tuple] = None  # (position, look-at, up) last framed, in the viewer's (centred) coordinates
+    camera_aspect: float = 0.0  # the canvas width / height it was framed for
 
     def shown(self, colors: np.ndarray) -> np.ndarray:
         """The colours of the displayed points (all, or all but a hidden ceiling)."""
@@ -80,6 +82,57 @@ def display_geometry(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float,
     size = float(np.clip(1.5 * spacing, 0.004, 0.1))
     precision = "float32" if float(np.abs(local).max()) > 30 else "float16"
     return local, center, size, precision, float(ext[0] * 1.15 + 0.2)
+
+
+VIEW_ELEVATION = 40.0
+"""Degrees above the horizon the camera looks down from when a scene opens."""
+VIEW_AZIMUTH = 30.0
+"""Degrees the opening view is turned from straight across the scene's longer horizontal side (a 3/4 view)."""
+DEFAULT_FOV = np.deg2rad(75.0)
+"""Vertical field of view assumed before the browser reports its own (viser's default)."""
+
+
+def scene_box(points: np.ndarray, trim: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) corners of the box holding the points without the ``trim`` share of outliers at each end of each axis
+    (a few stray points of a reconstruction must not shrink the room on screen)."""
+    pts = np.asarray(points, np.float64)
+    if len(pts) < 200 or trim <= 0:
+        return pts.min(0), pts.max(0)
+    return np.quantile(pts, trim, axis=0), np.quantile(pts, 1.0 - trim, axis=0)
+
+
+def frame_camera(lo, hi, fov: float = DEFAULT_FOV, aspect: float = 16 / 9, elevation: float = VIEW_ELEVATION,
+                 azimuth: float = VIEW_AZIMUTH, margin: float = 1.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(camera position, look-at point, up direction) that frame a z-up box from a 3/4 elevated viewpoint.
+
+    The camera looks at the box's centre with +z up, from ``elevation`` degrees above the horizon, turned
+    ``azimuth`` degrees from straight across the box's longer horizontal side (so the long side runs across the
+    screen). Its distance is the smallest at which all 8 corners are inside the view frustum (vertical ``fov`` in
+    radians, width / height ``aspect``), times ``margin``, and at least the box's half diagonal, so the camera is
+    never inside the box.
+    """
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    center = (lo + hi) / 2
+    ext = np.maximum(hi - lo, 1e-3)
+    el, az = np.deg2rad(elevation), np.deg2rad(azimuth)
+    # horizontal direction from the centre to the camera: across the longer side, turned by the azimuth
+    if ext[0] >= ext[1]:
+        across, along = np.array([0.0, -1.0, 0.0]), np.array([-1.0, 0.0, 0.0])
+    else:
+        across, along = np.array([-1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    horiz = np.cos(az) * across + np.sin(az) * along
+    back = np.cos(el) * horiz + np.array([0.0, 0.0, np.sin(el)])  # unit vector, centre -> camera
+    fwd = -back
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up_cam = np.cross(right, fwd)
+    tan_v = np.tan(float(fov) / 2)
+    tan_h = tan_v * max(float(aspect), 1e-3)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - center
+    depth = corners @ fwd  # along the view, relative to the centre
+    need = np.maximum(np.abs(corners @ right) / tan_h, np.abs(corners @ up_cam) / tan_v) - depth
+    dist = max(float(need.max()) * margin, float(np.linalg.norm(ext)) / 2 * 1.01)
+    return center + dist * back, center, np.array([0.0, 0.0, 1.0])
 
 
 class Viewer:
@@ -147,10 +200,17 @@ class Viewer:
                 except SASError as e:
                     log.warning("viewer: %s", e)
         cv = ClientView(client, session.token)
+        try:  # a small panel that folds away: the inspection must not cover the scene (the full text is in the page)
+            client.gui.configure_theme(control_layout="floating", control_width="small", show_share_button=False)
+        except Exception as e:  # older viser: its default floating panel
+            log.debug("viewer theme not set: %s", e)
         with client.gui.add_folder("Point inspection"):
             cv.markdown = client.gui.add_markdown("Click a point to see what each teacher, the fusion and the "
                                                   "distilled model say about it.")
         client.scene.on_click()(self._on_click)
+        on_update = getattr(client.camera, "on_update", None)
+        if on_update is not None:
+            on_update(lambda cam, cv=cv: self._camera_update(cv, cam))
         with self._lock:
             self._views[client.client_id] = cv
         self._show(cv, session, geometry=True)
@@ -234,15 +294,43 @@ class Viewer:
         cv.a.colors = cv.shown(session.view_a.colors)
 
     def _camera(self, cv: ClientView, compare: bool) -> None:
-        ext = cv.local.max(0) - cv.local.min(0)
-        target = cv.offset_b / 2 if compare else np.zeros(3, np.float32)
-        span = float(max(ext[0] + (cv.offset_b[0] if compare else 0), ext[1], 1.0))
+        """Frame the shown cloud (both clouds when comparing) from a 3/4 elevated view, z up (:func:`frame_camera`),
+        through viser's per-client camera (its field of view and aspect as the browser reports them)."""
+        lo, hi = scene_box(cv.local)
+        if compare:
+            lo, hi = np.minimum(lo, lo + cv.offset_b), np.maximum(hi, hi + cv.offset_b)
+        cam = cv.client.camera
         try:
-            cv.client.camera.up_direction = (0.0, 0.0, 1.0)
-            cv.client.camera.position = tuple(float(x) for x in target + np.array([0.0, -0.8 * span, 1.3 * span]))
-            cv.client.camera.look_at = tuple(float(x) for x in target)
-        except Exception as e:  # camera state arrives with the client's first message; it is only a convenience
+            fov, aspect = float(cam.fov), float(cam.aspect)
+        except Exception:  # no camera message yet (or a stand-in client): viser's defaults
+            fov, aspect = DEFAULT_FOV, 16 / 9
+        if not (0.05 < fov < 3.0 and 0.1 < aspect < 10):
+            fov, aspect = DEFAULT_FOV, 16 / 9
+        pos, target, up = frame_camera(lo, hi, fov=fov, aspect=aspect)
+        cv.camera, cv.camera_aspect = (pos, target, up), aspect
+        try:
+            cam.up_direction = tuple(float(x) for x in up)
+            cam.position = tuple(float(x) for x in pos)  # viser moves look_at along with the position...
+            cam.look_at = tuple(float(x) for x in target)  # ...so the target is set last
+        except Exception as e:  # a client that disconnected meanwhile; framing is only a convenience
             log.debug("camera not set: %s", e)
+
+    def _camera_update(self, cv: ClientView, cam) -> None:
+        """The browser reported its camera: when the canvas changed shape since the scene was framed (the page's
+        layout settles after the viewer connects) and the user has not moved the view yet, frame it again."""
+        with cv.lock:
+            if cv.camera is None or cv.local is None:
+                return
+            try:
+                aspect = float(cam.aspect)
+                moved = max(float(np.linalg.norm(np.asarray(cam.position) - cv.camera[0])),
+                            float(np.linalg.norm(np.asarray(cam.look_at) - cv.camera[1])))
+            except Exception:  # nothing reported yet
+                return
+            scale = float(np.linalg.norm(cv.camera[0] - cv.camera[1]))
+            if abs(aspect / max(cv.camera_aspect, 1e-6) - 1) < 0.05 or moved > 1e-3 * scale:
+                return
+            self._camera(cv, bool(cv.compare_shown))
 
     def _objects(self, cv: ClientView, session: "Session") -> None:
         if cv.objects_version == session.objects_serial:
@@ -281,7 +369,8 @@ class Viewer:
         _, i, off = best
         idx = int(i if cv.keep is None else cv.keep[i])  # displayed index -> scene point index
         try:
-            md = session.inspect(idx)
+            session.inspect(idx)
+            md = session.inspection_short
         except SASError as e:
             md = f"Inspection failed: {e}"
         with cv.lock:

@@ -23,9 +23,10 @@ from .store import ArtefactStore
 DEMO_SPLIT = "val"
 """The synthetic split the demo shows (never trained on)."""
 
-PHASE_SHARES = {"rooms": 0.2, "capability": 0.35, "scenes": 0.45}
+PHASE_SHARES = {"rooms": 0.11, "capability": 0.71, "scenes": 0.18}
 """Share of a cold build's time per phase (generation + superpoints + student / capability table / teachers and
-fusions), measured on the 2-core reference machine (README); only shapes the progress bar."""
+fusions), as measured on a cold build on 2 CPU cores (README: 58 s / 366 s / 92 s of 516 s); only shapes the
+progress bar."""
 
 
 def build_demo(store: ArtefactStore | str | Path, data_root: Optional[str | Path] = None,

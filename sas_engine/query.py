@@ -7,6 +7,20 @@ Set a scene once, then ask many text queries::
     heat = engine.similarity("somewhere to sit")       # float32 [N] cosine, NaN where mask is False
     labels, scores = engine.segment(["chair", "sofa", "lamp"])  # int64 [N] (-1 = no feature), float32 [N]
 
+What the app shows is calibrated instead of raw cosine (``vocab`` = the label set's names)::
+
+    rel = engine.relevance("bed", vocab, RELEVANCE, calibration=cal)   # .score float32 [N]: a probability
+    seg = engine.segment_names(["chair", "table", "sofa", "bed"], vocab)  # .labels, BACKGROUND = none of them
+
+:meth:`QueryEngine.relevance` is the probability that a point is what the query names, under a softmax over the
+query, the vocabulary names and LERF's canonical negatives ("object", "things", "stuff", "texture"), with a
+temperature and per-name biases fitted by class-balanced maximum likelihood on held-out rooms
+(:class:`VocabularyCalibration`, :func:`fit_calibration`). Its value means the same in every scene: a bed is not
+"found" in a living room because the sofa is the most bed-like thing there. Short queries and names are embedded
+through a prompt ensemble (:data:`QUERY_TEMPLATES`); a query answers through the vocabulary names that mean the same
+(its *aliases*: "couch" -> sofa, "a place to wash hands" -> the nearest name). The settings
+(:data:`RELEVANCE`) were chosen with ``scripts/tune_relevance.py`` on the ``tune`` rooms, never on the demo's.
+
 :meth:`QueryEngine.set_scene` L2-normalises the feature rows once and keeps them in float16; a query is then one
 float16 matrix-vector product over the whole scene (PyTorch's CPU float16 GEMV accumulates in float32; its float16
 output limits the cosine to about 5e-4 absolute precision). Several names at once go through float32 chunks, because
@@ -22,6 +36,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -100,8 +115,9 @@ def apply_template(template: Optional[str], names: Sequence[str]) -> list[str]:
 class RelevanceConfig:
     """How a text query becomes a calibrated relevance (see :meth:`QueryEngine.relevance`).
 
-    The numbers were chosen on held-out synthetic rooms that are not the validation (demo) rooms; see
-    :data:`RELEVANCE` and ``scripts/tune_relevance.py``.
+    The defaults were chosen by ``scripts/tune_relevance.py --grid`` on the 6 synthetic ``tune`` rooms (never on the
+    ``val`` / demo rooms): the 4-prompt ensemble, nearest aliases from cosine 0.3, synonyms from 0.9, heat-map
+    threshold 0.4, comma-list threshold 0.2 with superpoint averaging (``assets/query/tune_grid_log.txt``).
     """
 
     templates: tuple[str, ...] = QUERY_TEMPLATES
@@ -111,20 +127,22 @@ class RelevanceConfig:
     long_templates: tuple[str, ...] = ("{}",)
     """Templates of longer texts (a sentence is already a prompt)."""
     temperature: float = 10.0
-    """Scale of the cosine margin inside the sigmoid (only spreads the colour map; decisions use the threshold)."""
-    alias_cosine: float = 0.8
+    """Softmax temperature ``T`` of :meth:`QueryEngine.relevance` when no fitted :class:`VocabularyCalibration`
+    applies (a layer or vocabulary it was not fitted for)."""
+    alias_cosine: float = 0.9
     """A vocabulary name whose text embedding has at least this cosine with the query's answers for the query
     (synonyms: "couch" -> sofa) instead of competing with it."""
-    nearest_alias_cosine: float = 0.35
-    """The vocabulary name nearest to the query answers for it when their cosine reaches this (paraphrases: "a place
-    to wash hands" -> sink); 1.01 turns nearest aliases off."""
+    nearest_alias_cosine: float = 0.3
+    """The vocabulary name nearest to the query answers for it when their cosine reaches this (paraphrases: "a fridge"
+    -> refrigerator; with MiniLM "a place to wash hands" reaches toilet, not sink); 1.01 turns nearest aliases off."""
     canonical: tuple[str, ...] = CANONICAL_NEGATIVES
     """Negative phrases always competing with the query."""
-    threshold: float = 0.5
-    """Default heat-map threshold on the relevance (0.5 = the query ties with its strongest competitor)."""
-    segment_threshold: float = 0.5
-    """Relevance below which a point of a comma-list segmentation is left as background."""
-    segment_superpoints: bool = False
+    threshold: float = 0.4
+    """Default heat-map threshold on the relevance (a probability: 0.5 = the query is as likely as every other
+    name together)."""
+    segment_threshold: float = 0.2
+    """Probability below which a point of a comma-list segmentation is left as background."""
+    segment_superpoints: bool = True
     """Comma lists average each name's cosines over superpoints before labelling (the app passes the scene's
     superpoints to :meth:`QueryEngine.segment_names` when this is set)."""
 
@@ -143,6 +161,148 @@ class RelevanceConfig:
 
 RELEVANCE = RelevanceConfig()
 """The default relevance settings (the app's and the engine's)."""
+
+
+@dataclass(frozen=True)
+class VocabularyCalibration:
+    """Softmax temperature and per-name biases of one feature layer over one vocabulary (:func:`fit_calibration`).
+
+    Attributes:
+        layer: artefact name the numbers belong to (e.g. ``pred3d.student``).
+        names: the vocabulary, in the order of ``biases``.
+        temperature: ``T`` of :meth:`QueryEngine.relevance`.
+        biases: ``b`` per name.
+        templates: prompt ensemble the cosines were computed with (it applies only with the same templates).
+        checkpoint_sha: digest of the model file that made the layer's features (``None``: not checked).
+        rooms: the held-out rooms it was fitted on.
+    """
+
+    layer: str
+    names: tuple[str, ...]
+    temperature: float
+    biases: tuple[float, ...]
+    templates: tuple[str, ...]
+    checkpoint_sha: Optional[str] = None
+    rooms: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if len(self.names) != len(self.biases) or not self.names:
+            raise SASInputError(None, f"calibration of {self.layer}: {len(self.names)} names for "
+                                      f"{len(self.biases)} biases")
+        if not (np.isfinite(self.temperature) and self.temperature > 0 and np.isfinite(self.biases).all()):
+            raise SASInputError(None, f"calibration of {self.layer}: temperature and biases must be finite, T > 0")
+
+    def applies(self, col_names: Sequence[Optional[str]], templates: Sequence[str]) -> bool:
+        """True when every vocabulary column is one of :attr:`names` and the templates are the ones fitted with."""
+        known = set(self.names)
+        return tuple(templates) == tuple(self.templates) and all(n is None or n in known for n in col_names)
+
+    @property
+    def mean_bias(self) -> float:
+        return float(np.mean(self.biases))
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "names": list(self.names), "temperature": self.temperature,
+                "biases": list(self.biases), "templates": list(self.templates), "checkpoint_sha": self.checkpoint_sha,
+                "rooms": list(self.rooms)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VocabularyCalibration":
+        try:
+            return cls(str(d["layer"]), tuple(str(n) for n in d["names"]), float(d["temperature"]),
+                       tuple(float(b) for b in d["biases"]), tuple(str(t) for t in d["templates"]),
+                       d.get("checkpoint_sha"), tuple(str(r) for r in d.get("rooms", ())))
+        except (KeyError, TypeError, ValueError) as e:
+            raise SASInputError(None, f"calibration entry lacks layer/names/temperature/biases/templates ({e})") \
+                from None
+
+
+def fit_calibration(cosines: Sequence[np.ndarray], labels: Sequence[np.ndarray], *, l2: float = 1e-3,
+                    max_points: int = 20000, seed: int = 0) -> tuple[float, np.ndarray]:
+    """Temperature ``T`` and biases ``b`` [K] maximising the class-balanced likelihood of
+    ``softmax(T cos + b)`` (vector scaling with a shared scale) on labelled rooms.
+
+    Args:
+        cosines: per room float32 [N, K]: each point's cosine with the K vocabulary names (NaN rows = no feature).
+        labels: per room int [N]: the true name index, anything outside 0..K-1 = unlabelled.
+        l2: ridge on the biases (keeps names absent from the rooms near 0).
+        max_points: labelled points drawn per room (uniformly, ``seed``).
+
+    Each class weighs the same in the loss (mean recall, not the majority walls and floors). Names that never occur
+    get only the ridge term.
+    """
+    g = np.random.default_rng(seed)
+    xs, ys = [], []
+    k = None
+    for c, y in zip(cosines, labels):
+        c = np.asarray(c, dtype=np.float32)
+        y = np.asarray(y).astype(np.int64).reshape(-1)
+        k = c.shape[1] if k is None else k
+        if c.shape != (y.shape[0], k):
+            raise SASInputError(None, f"cosines {list(c.shape)} do not match {y.shape[0]} labels x {k} names")
+        ok = np.flatnonzero((y >= 0) & (y < k) & np.isfinite(c).all(1))
+        if ok.size > max_points:
+            ok = g.choice(ok, max_points, replace=False)
+        xs.append(c[ok])
+        ys.append(y[ok])
+    if k is None or not sum(len(y) for y in ys):
+        raise SASInputError(None, "no labelled points to fit a calibration on")
+    x = torch.from_numpy(np.concatenate(xs))
+    y = torch.from_numpy(np.concatenate(ys))
+    cnt = torch.bincount(y, minlength=k).double()
+    w = torch.where(cnt > 0, 1.0 / cnt.clamp_min(1), torch.zeros((), dtype=torch.float64))
+    w = (w / w[cnt > 0].mean()).float()
+    log_t = torch.tensor(np.log(10.0), dtype=torch.float32, requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(log_t.exp() * x + b, y, weight=w) + l2 * (b ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp()), b.detach().numpy().astype(np.float64)
+
+
+def _column_calibration(col_names: Sequence[Optional[str]], cfg: RelevanceConfig,
+                        calibration: Optional[VocabularyCalibration]) -> tuple[float, np.ndarray]:
+    """(T, bias per column): the calibration's when it applies (typed texts and canonical phrases get its mean
+    bias), else ``cfg.temperature`` and zeros."""
+    if calibration is None or not calibration.applies(col_names, cfg.templates):
+        return float(cfg.temperature), np.zeros(len(col_names), dtype=np.float32)
+    table = dict(zip(calibration.names, calibration.biases))
+    mean = calibration.mean_bias
+    return float(calibration.temperature), np.array([mean if n is None else table[n] for n in col_names],
+                                                     dtype=np.float32)
+
+
+def load_calibrations(path: str | Path) -> dict[str, VocabularyCalibration]:
+    """The calibrations in a JSON file (``{"calibrations": [...]}``) by layer name; {} when the file is absent.
+
+    Raises:
+        SASInputError: the file exists but is not a valid calibration file.
+    """
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        return {}
+    try:
+        obj = json.loads(p.read_text())
+        entries = obj["calibrations"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SASInputError(p, f"not a query calibration file ({e})") from None
+    out = {}
+    for d in entries:
+        c = VocabularyCalibration.from_dict(d)
+        out[c.layer] = c
+    return out
+
+
+CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "checkpoints" / "query_calibration.json"
+"""The shipped calibration of the demo's layers (``scripts/tune_relevance.py --fit`` writes it)."""
 
 
 class TextEmbeddingCache:
@@ -330,18 +490,7 @@ class QueryEngine:
             raise SASInputError(None, "no names given")
         if len(names) > MAX_QUERY_NAMES:
             raise SASInputError(None, f"{len(names)} names given; at most {MAX_QUERY_NAMES} at once")
-        emb_t = self._embed(st, names, template).T.contiguous()
-        n = st.unit.shape[0]
-        out = torch.empty((n, len(names)), dtype=torch.float32)
-        buf = torch.empty((min(self.chunk_rows, n), st.unit.shape[1]), dtype=torch.float32)
-        for s in range(0, n, self.chunk_rows):
-            e = min(n, s + self.chunk_rows)
-            b = buf[: e - s]
-            b.copy_(st.unit[s:e])
-            torch.mm(b, emb_t, out=out[s:e])
-        res = out.numpy()
-        res[~st.mask] = np.nan
-        return res
+        return self._cosines(st, self._embed(st, names, template))
 
     def segment(self, names: Sequence[str], template: Optional[str] = PROMPT_SCENE) -> tuple[np.ndarray, np.ndarray]:
         """Label every point with the most similar name.
@@ -411,18 +560,21 @@ class QueryEngine:
             raise SASInputError(None, "every vocabulary name and negative phrase means the same as the query: "
                                       "nothing is left to measure the relevance against")
         others = vocab + canon
-        cols, owner = [], []
+        cols, owner, col_names = [], [], []
         for k in range(len(names)):
             cols.append(e_q[k])
             owner.append(k)
+            col_names.append(None)  # the typed text itself: not a vocabulary class
             for a in aliases[k]:
                 cols.append(e_o[a])
                 owner.append(k)
+                col_names.append(vocab[a])
         for j in neg:
             cols.append(e_o[int(j)])
             owner.append(-1)
+            col_names.append(vocab[int(j)] if j < len(vocab) else None)
         return _Plan(names, [[vocab[a] for a in al] for al in aliases], [others[int(j)] for j in neg],
-                     torch.stack(cols), np.asarray(owner, dtype=np.int64))
+                     torch.stack(cols), np.asarray(owner, dtype=np.int64), col_names)
 
     def _cosines(self, st: _SceneState, emb: torch.Tensor) -> np.ndarray:
         """float32 [N, K] cosine of every point with each (normalised) row of ``emb``; NaN rows where masked."""
@@ -439,74 +591,85 @@ class QueryEngine:
         res[~st.mask] = np.nan
         return res
 
-    def _scored(self, st: _SceneState, plan: "_Plan", cfg: RelevanceConfig,
-                groups: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(per-name score [N, K] = best cosine over the name and its aliases, best negative cosine [N], cosine with
-        each typed name's own embedding [N, K]); group-averaged first when ``groups`` is given."""
+    def _scored(self, st: _SceneState, plan: "_Plan", cfg: RelevanceConfig, groups: Optional[np.ndarray],
+                calibration: Optional["VocabularyCalibration"]) -> tuple[np.ndarray, np.ndarray]:
+        """(probability of each typed name's group - its own text and its aliases - under the softmax over every
+        column [N, K], cosine with each typed name's own embedding [N, K]); cosines group-averaged first when
+        ``groups`` is given. NaN rows where the point has no feature."""
         cos = self._cosines(st, plan.emb)
         if groups is not None:
             cos = group_mean(cos, groups)
+        tau, bias = _column_calibration(plan.col_names, cfg, calibration)
+        logits = tau * np.nan_to_num(cos, nan=0.0) + bias[None, :]
+        logits -= logits.max(1, keepdims=True)
+        ex = np.exp(logits)
+        ex /= ex.sum(1, keepdims=True)
         k = len(plan.names)
-        per = np.full((cos.shape[0], k), -np.inf, dtype=np.float32)
+        prob = np.empty((cos.shape[0], k), dtype=np.float32)
         own = np.empty((cos.shape[0], k), dtype=np.float32)
         for i in range(k):
             cols = np.flatnonzero(plan.owner == i)
             own[:, i] = cos[:, cols[0]]
-            per[:, i] = cos[:, cols].max(1)
-        negc = cos[:, plan.owner < 0].max(1)
-        per[~st.mask] = np.nan
-        return per, negc, own
+            prob[:, i] = ex[:, cols].sum(1)
+        prob[~st.mask] = np.nan
+        return prob, own
 
     def relevance(self, text: str, vocabulary: Sequence[str] = (), cfg: RelevanceConfig = RELEVANCE,
-                  groups: Optional[np.ndarray] = None) -> "Relevance":
-        """Calibrated relevance of every point to a free-text query, comparable across scenes and queries.
+                  groups: Optional[np.ndarray] = None,
+                  calibration: Optional["VocabularyCalibration"] = None) -> "Relevance":
+        """Calibrated relevance of every point to a free-text query: the probability that the point is what the query
+        names, comparable across scenes and queries.
 
-        ``r(x) = sigmoid(T * (max_{a in {q} + A(q)} cos(x, a) - max_{n in N(q)} cos(x, n)))``: the query ``q`` (its
-        prompt-ensemble embedding, :meth:`ensemble_embeddings`) and its *aliases* ``A(q)`` - the vocabulary names
-        meaning the same (text cosine >= ``cfg.alias_cosine``) plus the nearest one when its cosine reaches
-        ``cfg.nearest_alias_cosine`` - compete with the *negatives* ``N(q)``: every other vocabulary name and LERF's
-        canonical phrases (``cfg.canonical``). r = 0.5 where the query ties with its strongest competitor, so an
-        object the scene does not hold scores below 0.5 everywhere (its points are better described by another
-        name), whatever the scene's own range of cosines. ``T`` = ``cfg.temperature``.
+        The candidates are the query ``q`` (its prompt-ensemble embedding, :meth:`ensemble_embeddings`), its
+        *aliases* ``A(q)`` - the vocabulary names meaning the same (text cosine >= ``cfg.alias_cosine``) plus the
+        nearest one when its cosine reaches ``cfg.nearest_alias_cosine`` - and the *negatives* ``N(q)``: every
+        other vocabulary name and LERF's canonical phrases (``cfg.canonical``). With ``l_k(x) = T cos(x, k) + b_k``,
+
+            ``r(x) = sum_{k in {q} + A(q)} exp(l_k(x)) / sum_{k in {q} + A(q) + N(q)} exp(l_k(x))``
+
+        a softmax whose temperature ``T`` and per-name biases ``b`` come from ``calibration`` (fitted by
+        class-balanced maximum likelihood on held-out rooms, :func:`fit_calibration`) when it covers the
+        vocabulary; otherwise ``T = cfg.temperature`` and ``b = 0``. The typed text and the canonical phrases get
+        the mean bias. An object the scene does not hold scores low everywhere (its points are better described by
+        another name), whatever the scene's own range of cosines.
 
         Args:
             text: the query (see :func:`clean_query`).
             vocabulary: the label set's names (the scene's classes, e.g. ScanNet-20's prompt names).
             cfg: templates, alias cosines, temperature.
             groups: optional int64 [N] superpoint ids: cosines are averaged per group first.
+            calibration: the layer's fitted temperature and biases (ignored when it does not cover the vocabulary).
         """
         st = self._snapshot()
         plan = self._plan(st, [clean_query(text)], vocabulary, cfg)
-        per, negc, own = self._scored(st, plan, cfg, _check_groups(groups, st))
-        with np.errstate(invalid="ignore", over="ignore"):
-            score = _sigmoid(cfg.temperature * (per[:, 0] - negc))
-        return Relevance(plan.names[0], score, own[:, 0], plan.aliases[0], plan.negatives)
+        prob, own = self._scored(st, plan, cfg, _check_groups(groups, st), calibration)
+        return Relevance(plan.names[0], prob[:, 0].copy(), own[:, 0].copy(), plan.aliases[0], plan.negatives)
 
     def segment_names(self, names: Sequence[str], vocabulary: Sequence[str] = (), cfg: RelevanceConfig = RELEVANCE,
-                      groups: Optional[np.ndarray] = None, threshold: Optional[float] = None) -> "NamedSegmentation":
-        """Label every point with the best of the typed names, or :data:`BACKGROUND` when none matches well.
+                      groups: Optional[np.ndarray] = None, threshold: Optional[float] = None,
+                      calibration: Optional["VocabularyCalibration"] = None) -> "NamedSegmentation":
+        """Label every point with the most probable of the typed names, or :data:`BACKGROUND` when none is likely.
 
-        Each name scores like :meth:`relevance` (its own embedding and its aliases); the winning name's relevance is
-        measured against the vocabulary names that none of the typed names covers and the canonical phrases. Points
-        below ``threshold`` (default ``cfg.segment_threshold``) are background: typing "chair, table, sofa, bed"
-        leaves walls and floor unlabelled instead of calling them "bed".
+        Each typed name is a group (its text and its aliases, as in :meth:`relevance`); the vocabulary names that
+        no typed name covers and the canonical phrases compete with them in one softmax. A point whose best group
+        has probability below ``threshold`` (default ``cfg.segment_threshold``) is background: typing "chair,
+        table, sofa, bed" leaves walls and floor unlabelled instead of calling them "bed".
         """
         st = self._snapshot()
         thr = cfg.segment_threshold if threshold is None else float(threshold)
         if not 0.0 <= thr <= 1.0:
             raise SASInputError(None, f"threshold must be in [0, 1], got {thr}")
         plan = self._plan(st, names, vocabulary, cfg)
-        per, negc, _ = self._scored(st, plan, cfg, _check_groups(groups, st))
-        labels = np.full(per.shape[0], -1, dtype=np.int64)
-        scores = np.full(per.shape[0], np.nan, dtype=np.float32)
+        prob, _ = self._scored(st, plan, cfg, _check_groups(groups, st), calibration)
+        labels = np.full(prob.shape[0], -1, dtype=np.int64)
+        scores = np.full(prob.shape[0], np.nan, dtype=np.float32)
         m = st.mask
         if m.any():
-            p = per[m]
+            p = prob[m]
             best = p.argmax(1)
-            with np.errstate(over="ignore"):
-                r = _sigmoid(cfg.temperature * (p.max(1) - negc[m]))
-            labels[m] = np.where(r >= thr, best, BACKGROUND)
-            scores[m] = r
+            top = p.max(1)
+            labels[m] = np.where(top >= thr, best, BACKGROUND)
+            scores[m] = top
         return NamedSegmentation(plan.names, labels, scores, plan.aliases, plan.negatives)
 
 
@@ -517,6 +680,7 @@ class _Plan:
     negatives: list[str]
     emb: torch.Tensor  # float32 [M, C]: per typed name its own embedding then its aliases', then the negatives
     owner: np.ndarray  # int64 [M]: typed-name index of each row, -1 for negatives
+    col_names: list  # [M] the vocabulary name of each row, None for typed texts and canonical phrases
 
 
 @dataclass
@@ -555,10 +719,6 @@ class NamedSegmentation:
     scores: np.ndarray
     aliases: list[list[str]]
     negatives: list[str]
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))).astype(np.float32)
 
 
 def _check_groups(groups: Optional[np.ndarray], st: _SceneState) -> Optional[np.ndarray]:

@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..labels import IGNORE, PROMPT_SCENE, SCANNET20, get_label_set
-from ..query import QueryEngine, RelevanceConfig, normalize_heat, top_objects
+from ..query import (QueryEngine, RelevanceConfig, VocabularyCalibration, find_regions, normalize_heat,
+                     top_objects)
 from .metrics import class_iou, confusion_matrix, miou
 
 PRESENT_MIN_POINTS = 200
@@ -87,6 +88,7 @@ class Room:
         gt: int64 [N] ScanNet-20 index, :data:`IGNORE` where unlabelled.
         groups: int64 [N] superpoint ids (regions snap to them), or ``None``.
         voxel: region connectivity in metres.
+        calibration: the layer's fitted softmax temperature and biases (``None``: uncalibrated defaults).
     """
 
     scene_id: str
@@ -95,6 +97,7 @@ class Room:
     gt: np.ndarray
     groups: Optional[np.ndarray]
     voxel: float
+    calibration: Optional[VocabularyCalibration] = None
 
     def count(self, cls: str) -> int:
         return int((self.gt == SCANNET20.index(cls)).sum())
@@ -118,10 +121,10 @@ def heat_regions(room: Room, text: str, cfg: Optional[RelevanceConfig], threshol
         heat, _, _ = normalize_heat(sim)
         regions = top_objects(sim, room.points, thr, 5, groups=room.groups, voxel=room.voxel)
         return np.nan_to_num(heat, nan=-1) >= thr, regions
-    rel = room.engine.relevance(text, vocabulary() if vocab is None else vocab, cfg)
+    rel = room.engine.relevance(text, vocabulary() if vocab is None else vocab, cfg, calibration=room.calibration)
     thr = cfg.threshold if threshold is None else threshold
-    regions = top_objects(rel.score, room.points, thr, 5, groups=room.groups, voxel=room.voxel, normalize=False)
-    return np.nan_to_num(rel.score, nan=-1) >= thr, regions
+    regions, shown = find_regions(rel.score, room.points, thr, groups=room.groups, voxel=room.voxel)
+    return np.nan_to_num(shown, nan=-1) >= thr, regions[:5]  # what the app colours: exactly the regions
 
 
 def _majority(room: Room, idx: np.ndarray) -> int:
@@ -179,15 +182,15 @@ def list_labels(room: Room, names: Sequence[str], cfg: Optional[RelevanceConfig]
     """int64 [N] labels of a comma list (index into ``names``, :data:`BACKGROUND`, -1 = no feature)."""
     if cfg is None:
         return room.engine.segment(list(names), PROMPT_SCENE)[0]
-    return room.engine.segment_names(list(names), vocabulary(), cfg,
-                                     groups=room.groups if groups else None).labels
+    return room.engine.segment_names(list(names), vocabulary(), cfg, groups=room.groups if groups else None,
+                                     calibration=room.calibration).labels
 
 
 def four_names_metrics(rooms: Sequence[Room], cfg: Optional[RelevanceConfig], names=FOUR_NAMES,
                        groups: bool = False) -> dict:
     """The comma list as a (len(names) + 1)-class problem: each name, plus background = every other class."""
     k = len(names)
-    conf = np.zeros((k + 1, k + 1), dtype=np.int64)
+    conf = np.zeros((k + 1, k + 2), dtype=np.int64)
     wall_floor_bg, wall_floor = 0, 0
     bed_rows = []
     for room in rooms:
@@ -219,3 +222,10 @@ def typed_vocabulary_miou(rooms: Sequence[Room], cfg: Optional[RelevanceConfig],
     iou = class_iou(conf)
     return {"miou": miou(conf), "iou": dict(zip(SCANNET20, iou.tolist())),
             "background": float(conf[:, 20].sum() / max(1, conf.sum()))}
+
+
+def vocabulary_cosines(room: Room, cfg: RelevanceConfig) -> np.ndarray:
+    """float32 [N, 20] cosine of every point with each vocabulary name's prompt ensemble (``cfg.templates``)."""
+    st = room.engine._snapshot()  # noqa: SLF001 - the engine's own consistent scene snapshot
+    return room.engine._cosines(st, room.engine._ensemble(st, vocabulary(), cfg))  # noqa: SLF001
+

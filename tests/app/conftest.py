@@ -16,8 +16,19 @@ DIM = 16
 TEMPLATE = "a {} in a scene"
 
 
+_WORDS = sorted(set(SCANNET20) | {"other", "object", "things", "stuff", "texture"}, key=len, reverse=True)
+
+
+def _unit(key: str) -> torch.Tensor:
+    seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+    v = torch.randn(DIM, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm()
+
+
 class HashEncoder:
-    """Unit vectors seeded by the text's hash (a stand-in for MiniLM: deterministic, no weights)."""
+    """A stand-in for MiniLM (deterministic, no weights): a text holding a class name (or a canonical negative) maps
+    near that word's random unit vector, whatever template surrounds it ("a chair in a scene", "a photo of a chair",
+    "chair"), plus a small template-specific part; any other text gets a unit vector seeded by its hash."""
 
     name = "hash16"
     dim = DIM
@@ -31,8 +42,8 @@ class HashEncoder:
             self.calls += 1
         out = []
         for t in texts:
-            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
-            v = torch.randn(DIM, generator=torch.Generator().manual_seed(seed))
+            word = next((w for w in _WORDS if f" {w} " in f" {t} "), None)
+            v = _unit(t) if word is None else _unit(word) + 0.1 * _unit("template:" + t.replace(word, "{}", 1))
             out.append(v / v.norm())
         return torch.stack(out)
 
@@ -88,7 +99,7 @@ def populate_store(store: ArtefactStore, scene: Scene, enc: HashEncoder) -> None
         f[~torch.from_numpy(mask)] = 0
         store.save(sid, f"fused.{t}", {"features": f, "mask": torch.from_numpy(mask),
                                        "view_count": torch.from_numpy(np.where(mask, 3, 0).astype(np.int32))},
-                   kind="fused", config={"teacher": t})
+                   kind="fused", config={"teacher": t}, geometry=scene.geometry_digest)
     lab = scene.labels
     w = np.full((n, 2), 0.5, np.float32)
     w[lab == CLASSES["sofa"]] = (0.1, 0.9)  # SAS trusts the mask teacher on sofas
@@ -96,11 +107,13 @@ def populate_store(store: ArtefactStore, scene: Scene, enc: HashEncoder) -> None
     fused = (torch.from_numpy(w[:, :1]) * fl.float() + torch.from_numpy(w[:, 1:]) * fs.float()).half()
     fused[~torch.from_numpy(mask)] = 0
     store.save(sid, "fused.sas", {"features": fused, "mask": torch.from_numpy(mask), "weights": torch.from_numpy(w),
-                                  "teachers": ["lseg_compact", "seem_compact"]}, kind="fused_multi")
+                                  "teachers": ["lseg_compact", "seem_compact"]}, kind="fused_multi",
+               geometry=scene.geometry_digest)
     store.save(sid, "fused.add", {"features": ((fl.float() + fs.float()) / 2).half(), "mask": torch.from_numpy(mask),
                                   "weights": torch.full((n, 2), 0.5), "teachers": ["lseg_compact", "seem_compact"]},
-               kind="fused_multi")
-    store.save(sid, "pred3d.demo", {"features": class_features(enc, scene, 0.1, {}, 3)}, kind="pred3d")
+               kind="fused_multi", geometry=scene.geometry_digest)
+    store.save(sid, "pred3d.demo", {"features": class_features(enc, scene, 0.1, {}, 3)}, kind="pred3d",
+               geometry=scene.geometry_digest)
     # capability table with one synthesized image per class for chair
     from PIL import Image
 
@@ -142,4 +155,5 @@ def fixture_state(tmp_path, encoder):
     data.mkdir()
     st = AppState(store, [data], text_encoder=encoder)
     st.add_scene(scene)
-    return st
+    yield st
+    st.close()  # the export folder of this state (created on first export)

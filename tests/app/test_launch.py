@@ -36,7 +36,9 @@ def test_scene_folders_from_the_command_line(tmp_path, fixture_state, scene_fact
     args = build_parser().parse_args([str(folder), "--store", str(fixture_state.store.root),
                                       "--data-root", str(tmp_path / "data")])
     state, build = setup_state(args)
-    assert build is None and state.scene_ids() == [scene.scene_id]
+    assert callable(build) and state.scene_ids() == [scene.scene_id]  # processed in the background
+    assert setup_state(build_parser().parse_args([*map(str, args.scenes), "--no-build", "--store",
+                                                  str(fixture_state.store.root)]))[1] is None
     loaded = state.scene(scene.scene_id)
     np.testing.assert_allclose(loaded.points, scene.points, atol=1e-6)
     np.testing.assert_array_equal(loaded.labels, scene.labels)
@@ -58,14 +60,14 @@ def test_dataset_discovery_and_no_build(tmp_path, scene_factory):
         discover_scenes(tmp_path / "empty_root", None)
     args = build_parser().parse_args(["--dataset", "scannet", "--data-root", str(root), "--store", str(tmp_path / "s")])
     state, build = setup_state(args)
-    assert build is None and state.scene_ids() == ["scene0001_00", "scene0002_00", "scene0003_00"]
+    assert callable(build) and state.scene_ids() == ["scene0001_00", "scene0002_00", "scene0003_00"]
     assert find_scene_folder([root], "scene0001_00") == a
-    # --no-build: only scenes with artefacts in the store and a folder under the data root
-    (tmp_path / "s" / "scene0002_00").mkdir(parents=True)
+    # --no-build: the data root's scenes, each with what the store has (tests/app/test_user_scenes.py)
     args = build_parser().parse_args(["--no-build", "--data-root", str(root), "--store", str(tmp_path / "s")])
     state, build = setup_state(args)
-    assert build is None and state.scene_ids() == ["scene0002_00"]
-    args = build_parser().parse_args(["--no-build", "--data-root", str(root), "--store", str(tmp_path / "empty")])
+    assert build is None and state.scene_ids() == ["scene0001_00", "scene0002_00", "scene0003_00"]
+    # --no-build in demo mode: only the demo scenes the store holds
+    args = build_parser().parse_args(["--no-build", "--store", str(tmp_path / "empty")])
     with pytest.raises(SASInputError, match="no demo scenes"):
         setup_state(args)
 

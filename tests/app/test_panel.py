@@ -31,7 +31,7 @@ def test_load_creates_a_session_and_shows_the_first_scene(fixture_state):
     p = Panel(fixture_state)
     out = p.load(None)
     msg, token, viewer_html, scene_dd, build_md = out[:5]
-    assert "fixture0000_00" in msg and token in fixture_state.sessions
+    assert "fixture0000\\_00" in msg and token in fixture_state.sessions  # underscores escaped for Markdown
     assert "3D viewer not running" in viewer_html  # no viser in this test
     assert scene_dd["value"] == SID and scene_dd["choices"] == [SID]
     mode_a, mode_b, vocab = out[5:8]
@@ -44,12 +44,16 @@ def test_handlers_query_modes_inspect_export(fixture_state):
     p = Panel(fixture_state)
     token = p.load(None)[1]
     msg, legend, colorbar, rows = p.query(token, "a chair in a scene", 0.6, 3, None)
-    assert "cosine" in msg and "cosine similarity" in colorbar and 1 <= len(rows) <= 3
+    assert "relevance ≥ 0.60" in msg and "relevance" in colorbar and 1 <= len(rows) <= 3
     assert rows[0][1] >= 350 and rows[0][0] == 1
     msg, legend, colorbar, rows = p.threshold(token, 0.9, 3)
-    assert "threshold 0.90" in msg
+    assert "relevance ≥ 0.90" in msg
     msg, legend, *_ = p.query(token, "chair, sofa, table", 0.5, 5, "fused.sas")
     assert "labelled 3 names on SAS-fused" in msg and "sofa" in legend
+    # ticking the comparison before choosing its mode is not an error: the page asks for the mode
+    msg, legend, colorbar, rows = p.set_modes(token, "gt", True, None)
+    assert "choose a mode under 'Compare with (right)'" in msg and "⚠" not in msg
+    assert fixture_state.session(token).view_b is None
     msg, legend, colorbar, rows = p.set_modes(token, "gt", True, "disagreement")
     assert "ground truth" in msg and "teacher disagreement" in msg and colorbar == "" and rows == []
     msg, md = p.inspect(token, 900)
@@ -59,6 +63,7 @@ def test_handlers_query_modes_inspect_export(fixture_state):
     assert _skip(p.poll(token, 1)[0])  # nothing new since
     msg, files = p.export(token)
     assert len(files) == 2 and files[0].endswith(".ply") and files[1].endswith(f"{SID}.txt")
+    assert "fixture0000\\_00\\_" in msg and "_00_" not in msg  # file names survive Markdown
     note, rows = p.metrics(token)
     assert len(rows) == 5 and all(0 <= r[1] <= 100 for r in rows)
     note, img, cls, gallery = p.capability(token, "capability.tiny_sd")

@@ -16,7 +16,8 @@ from sas_engine.errors import SASInputError
 from sas_engine.io.ply import read_ply
 from sas_engine.io.writers import read_scannet_submission
 from sas_engine.labels import SCANNET20, SCANNET20_NYU40
-from sas_engine.query import normalize_heat
+from app import colors as C
+from sas_engine.query import RELEVANCE, find_regions
 
 
 SID = "fixture0000_00"
@@ -50,7 +51,7 @@ def test_broken_layer_is_refused_not_faked(fixture_state, encoder):
     s = st.new_session("t1")
     s.select_scene(SID)
     assert "layer:fused.stale" in [k for _, k in s.modes()]
-    with pytest.raises(SASInputError, match="10 rows but the scene has 2000 points"):
+    with pytest.raises(SASInputError, match="fused.stale.pt: computed on points \\(not recorded\\)"):
         s.set_modes("layer:fused.stale")
     assert "layer:fused.stale" not in [k for _, k in s.modes()]
     assert s.mode_a == "rgb"  # the failed switch left the view as it was
@@ -108,19 +109,43 @@ def test_heat_query_threshold_and_top_regions(fixture_state, encoder):
     s = st.new_session("t1")
     s.select_scene(SID)
     msg = s.run_query("a chair in a scene", threshold=0.6, topk=3)
-    assert "distilled 3D" in msg
-    sim = st.engine(SID, "pred3d.demo").similarity("a chair in a scene")
-    heat, lo, hi = normalize_heat(sim)
-    np.testing.assert_array_equal(s.view_a.colors, heat_colors(heat, 0.6, st.scene(SID).colors))
+    assert "distilled 3D" in msg and "region(s) with relevance ≥ 0.60" in msg
+    rel = st.engine(SID, "pred3d.demo").relevance("a chair in a scene", s.vocab)
+    lay = st.layers(SID)
+    regions, shown = find_regions(rel.score, lay.scene.points, 0.6, groups=lay.superpoints(),
+                                  voxel=max(0.02, 2.5 * lay.spacing()))
+    np.testing.assert_array_equal(s.view_a.colors, heat_colors(shown, 0.6, st.scene(SID).colors))
+    coloured = np.isfinite(shown) & (shown >= 0.6)
+    in_regions = np.isin(np.arange(len(shown)), np.concatenate([r.indices for r in regions]))
+    np.testing.assert_array_equal(coloured, in_regions)  # the map shows exactly the regions
     assert s.objects and s.objects[0].size >= 350
     assert np.isin(s.objects[0].indices, np.arange(800, 1200)).mean() > 0.95
-    assert f"{lo:.3f}" in s.colorbar_html()
+    bar = s.colorbar_html()
+    assert "relevance" in bar and "0.000" in bar and "1.000" in bar  # an absolute scale, not the scene's min-max
     calls = encoder.calls
-    s.set_threshold(0.95)
+    s.set_threshold(0.999)
     assert encoder.calls == calls  # moving the threshold re-colours only
-    assert (s.view_a.colors != heat_colors(heat, 0.6, st.scene(SID).colors)).any()
+    assert (s.view_a.colors != heat_colors(shown, 0.6, st.scene(SID).colors)).any()
     s.clear_query()
     np.testing.assert_array_equal(s.view_a.colors, st.scene(SID).colors)
+
+
+def test_absent_object_gives_an_empty_map_and_says_so(fixture_state):
+    st = fixture_state
+    s = st.new_session("t1")
+    s.select_scene(SID)
+    msg = s.run_query("bed")  # the fixture room holds floor, wall, chair, sofa and table
+    assert msg.startswith("Nothing matches 'bed' here") and f"below the threshold {RELEVANCE.threshold:.2f}" in msg
+    assert s.objects == [] and s.objects_rows() == []
+    lay = st.layers(SID)
+    grey = C.unpack_rgb(lay.dimmed())
+    feat = np.isfinite(s.query.heat)
+    assert (s.view_a.colors[feat] == grey[feat]).all()  # every point keeps its greyed colour: an empty map
+    assert (s.view_a.colors[~feat] == NO_FEATURE).all()
+    assert np.nanmax(s.query.sim) < RELEVANCE.threshold
+    # the chair is there: the same scale colours it (the fixture's features are its class prompts' embeddings)
+    s.run_query("a chair in a scene")
+    assert s.objects and np.isin(s.objects[0].indices, np.arange(800, 1200)).mean() > 0.95
 
 
 def test_multi_query_and_editable_label_set(fixture_state):
@@ -211,7 +236,7 @@ def test_bad_inputs_give_clear_errors(fixture_state, tmp_path):
             s.run_query(bad)
     assert "labelled 2 names" in s.run_query("fauteuil près de la fenêtre, 椅子")  # non-ASCII works
     assert s.query.names == ["fauteuil près de la fenêtre", "椅子"]
-    assert "cosine" in s.run_query("chaise longue près de la fenêtre")
+    assert "relevance" in s.run_query("chaise longue près de la fenêtre")
     with pytest.raises(SASInputError):
         s.set_threshold(1.5)
     # scene folders outside the data roots are refused, also through '..' and symlinks
@@ -242,9 +267,11 @@ def test_concurrent_sessions_get_their_own_results(fixture_state):
         try:
             for thr in (0.3, 0.5, 0.7):
                 s.run_query(q, threshold=thr)
-                sim = st.engine(SID, "pred3d.demo").similarity(q)
-                np.testing.assert_array_equal(s.view_a.colors, heat_colors(normalize_heat(sim)[0], thr,
-                                                                           st.scene(SID).colors))
+                rel = st.engine(SID, "pred3d.demo").relevance(q, s.vocab)
+                lay = st.layers(SID)
+                shown = find_regions(rel.score, lay.scene.points, thr, groups=lay.superpoints(),
+                                     voxel=max(0.02, 2.5 * lay.spacing()))[1]
+                np.testing.assert_array_equal(s.view_a.colors, heat_colors(shown, thr, st.scene(SID).colors))
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 

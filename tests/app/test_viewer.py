@@ -140,7 +140,9 @@ def test_click_inspects_the_nearest_point(fixture_state, viewer, monkeypatch):
     # the picked point lies on the ray (within the pick radius) and is the first one hit from above
     d = np.linalg.norm(cv.local[picked, :2] - p[:2])
     assert d <= cv.point_size + 1e-6 and cv.local[picked, 2] >= p[2] - 1e-6
-    assert cv.markdown.content == s.inspection
+    # the overlay keeps to a short summary (the point, its labels); the full text is in the page's Inspect tab
+    assert cv.markdown.content == s.inspection_short and cv.markdown.content.startswith(f"**Point {picked}**")
+    assert "Inspect tab" in cv.markdown.content and len(cv.markdown.content) < len(s.inspection)
     assert client.count("add_icosphere", "/sas/pick") == 1
     miss = types.SimpleNamespace(client_id=client.client_id, ray_origin=(50.0, 50.0, 50.0),
                                  ray_direction=(0.0, 0.0, 1.0))
@@ -184,3 +186,45 @@ def test_hidden_ceiling_and_index_mapping(fixture_state, viewer, monkeypatch):
     assert 600 <= picked < 1200 and np.linalg.norm(pts[picked, :2] - pts[target, :2]) <= cv.point_size + 1e-6
     s.set_modes("rgb")  # a colour update sends the shown subset too
     assert len(cv.a.colors) == 600
+
+
+def test_camera_framed_on_connect_and_on_scene_switch(fixture_state, viewer, monkeypatch):
+    from sas_engine.scene import Scene
+
+    from app.viewer import frame_camera, scene_box
+
+    st, s, client = _connected_tab(fixture_state, viewer, monkeypatch)
+    cv = viewer.clients_of("tab1")[0]
+    cam = client.camera
+    lo, hi = scene_box(cv.local)
+    pos, target, up = frame_camera(lo, hi)  # the stand-in client reports no fov: viser's default is assumed
+    np.testing.assert_allclose(cam.position, pos)
+    np.testing.assert_allclose(cam.look_at, target)
+    assert tuple(cam.up_direction) == (0.0, 0.0, 1.0)
+    assert not np.all((np.array(cam.position) >= lo) & (np.array(cam.position) <= hi))
+    # another scene, 10x larger: the camera moves back to frame it
+    g = np.random.default_rng(3)
+    big = Scene("big0000_00", (g.uniform(0, 1, (2000, 3)) * [40, 20, 3]).astype(np.float32),
+                np.full((2000, 3), 100, np.uint8))
+    st.add_scene(big)
+    d0 = np.linalg.norm(np.subtract(cam.position, cam.look_at))
+    s.select_scene("big0000_00")
+    assert np.linalg.norm(np.subtract(cam.position, cam.look_at)) > 5 * d0
+    np.testing.assert_allclose(cam.look_at, np.mean(scene_box(cv.local), axis=0), atol=1e-6)
+
+
+def test_camera_reframed_when_the_canvas_changes_shape_until_the_user_moves(fixture_state, viewer, monkeypatch):
+    from app.viewer import DEFAULT_FOV, frame_camera, scene_box
+
+    st, s, client = _connected_tab(fixture_state, viewer, monkeypatch)
+    cv = viewer.clients_of("tab1")[0]
+    cam = client.camera
+    cam.fov, cam.aspect = DEFAULT_FOV, 0.7  # the page's layout settled: a narrow canvas
+    viewer._camera_update(cv, cam)
+    assert cv.camera_aspect == 0.7
+    np.testing.assert_allclose(cam.position, frame_camera(*scene_box(cv.local), fov=DEFAULT_FOV, aspect=0.7)[0])
+    cam.position = tuple(np.add(cam.position, (1.0, 0.0, 0.0)))  # the user orbits: never taken back
+    moved = cam.position
+    cam.aspect = 1.6
+    viewer._camera_update(cv, cam)
+    assert cam.position == moved and cv.camera_aspect == 0.7
