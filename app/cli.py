@@ -316,7 +316,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if build is not None:
             worker = threading.Thread(target=build, name="demo-build", daemon=True)
             worker.start()
-        threading.Event().wait()
+        idle = threading.Event()
+        while not idle.wait(0.5):  # a timed wait: a signal delivered to another thread is still handled promptly
+            pass
     except SASError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
