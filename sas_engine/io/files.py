@@ -15,6 +15,8 @@ import numpy as np
 
 from ..errors import SASInputError
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+"""Colour image file suffixes the capture layouts read."""
 TRUST_PICKLE_ENV = "SAS_TRUST_PICKLE"
 """Environment variable: set to ``1`` to load trusted legacy torch files that need full unpickling."""
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from sas_engine.errors import SASInputError
 from sas_engine.io import detect_layout, load_scene, write_ply
-from sas_engine.io.custom import GL_TO_CV, capture_specs, read_open3d_intrinsic, read_trajectory_log
+from sas_engine.io.custom import GL_TO_CV, capture_specs
+from sas_engine.io.open3d_capture import read_open3d_intrinsic, read_trajectory_log
 
 W, H = 64, 48
 K = np.array([[40.0, 0, 30.5], [0, 42.0, 22.0], [0, 0, 1]])  # fx != fy, cx/cy off-centre: catches a transposed K
