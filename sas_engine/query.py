@@ -36,7 +36,6 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -44,6 +43,8 @@ import torch
 
 from .errors import SASInputError
 from .labels import PROMPT_SCENE
+from .query_calibration import CALIBRATION_FILE, VocabularyCalibration, fit_calibration, load_calibrations  # noqa: F401
+from .query_regions import ObjectHit, find_regions, normalize_heat, top_objects, voxel_components  # noqa: F401
 
 MAX_QUERY_CHARS = 200
 """Longest accepted query (characters, after whitespace clean-up)."""
@@ -163,109 +164,6 @@ RELEVANCE = RelevanceConfig()
 """The default relevance settings (the app's and the engine's)."""
 
 
-@dataclass(frozen=True)
-class VocabularyCalibration:
-    """Softmax temperature and per-name biases of one feature layer over one vocabulary (:func:`fit_calibration`).
-
-    Attributes:
-        layer: artefact name the numbers belong to (e.g. ``pred3d.student``).
-        names: the vocabulary, in the order of ``biases``.
-        temperature: ``T`` of :meth:`QueryEngine.relevance`.
-        biases: ``b`` per name.
-        templates: prompt ensemble the cosines were computed with (it applies only with the same templates).
-        checkpoint_sha: digest of the model file that made the layer's features (``None``: not checked).
-        rooms: the held-out rooms it was fitted on.
-    """
-
-    layer: str
-    names: tuple[str, ...]
-    temperature: float
-    biases: tuple[float, ...]
-    templates: tuple[str, ...]
-    checkpoint_sha: Optional[str] = None
-    rooms: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if len(self.names) != len(self.biases) or not self.names:
-            raise SASInputError(None, f"calibration of {self.layer}: {len(self.names)} names for "
-                                      f"{len(self.biases)} biases")
-        if not (np.isfinite(self.temperature) and self.temperature > 0 and np.isfinite(self.biases).all()):
-            raise SASInputError(None, f"calibration of {self.layer}: temperature and biases must be finite, T > 0")
-
-    def applies(self, col_names: Sequence[Optional[str]], templates: Sequence[str]) -> bool:
-        """True when every vocabulary column is one of :attr:`names` and the templates are the ones fitted with."""
-        known = set(self.names)
-        return tuple(templates) == tuple(self.templates) and all(n is None or n in known for n in col_names)
-
-    @property
-    def mean_bias(self) -> float:
-        return float(np.mean(self.biases))
-
-    def to_dict(self) -> dict:
-        return {"layer": self.layer, "names": list(self.names), "temperature": self.temperature,
-                "biases": list(self.biases), "templates": list(self.templates), "checkpoint_sha": self.checkpoint_sha,
-                "rooms": list(self.rooms)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VocabularyCalibration":
-        try:
-            return cls(str(d["layer"]), tuple(str(n) for n in d["names"]), float(d["temperature"]),
-                       tuple(float(b) for b in d["biases"]), tuple(str(t) for t in d["templates"]),
-                       d.get("checkpoint_sha"), tuple(str(r) for r in d.get("rooms", ())))
-        except (KeyError, TypeError, ValueError) as e:
-            raise SASInputError(None, f"calibration entry lacks layer/names/temperature/biases/templates ({e})") \
-                from None
-
-
-def fit_calibration(cosines: Sequence[np.ndarray], labels: Sequence[np.ndarray], *, l2: float = 1e-3,
-                    max_points: int = 20000, seed: int = 0) -> tuple[float, np.ndarray]:
-    """Temperature ``T`` and biases ``b`` [K] maximising the class-balanced likelihood of
-    ``softmax(T cos + b)`` (vector scaling with a shared scale) on labelled rooms.
-
-    Args:
-        cosines: per room float32 [N, K]: each point's cosine with the K vocabulary names (NaN rows = no feature).
-        labels: per room int [N]: the true name index, anything outside 0..K-1 = unlabelled.
-        l2: ridge on the biases (keeps names absent from the rooms near 0).
-        max_points: labelled points drawn per room (uniformly, ``seed``).
-
-    Each class weighs the same in the loss (mean recall, not the majority walls and floors). Names that never occur
-    get only the ridge term.
-    """
-    g = np.random.default_rng(seed)
-    xs, ys = [], []
-    k = None
-    for c, y in zip(cosines, labels):
-        c = np.asarray(c, dtype=np.float32)
-        y = np.asarray(y).astype(np.int64).reshape(-1)
-        k = c.shape[1] if k is None else k
-        if c.shape != (y.shape[0], k):
-            raise SASInputError(None, f"cosines {list(c.shape)} do not match {y.shape[0]} labels x {k} names")
-        ok = np.flatnonzero((y >= 0) & (y < k) & np.isfinite(c).all(1))
-        if ok.size > max_points:
-            ok = g.choice(ok, max_points, replace=False)
-        xs.append(c[ok])
-        ys.append(y[ok])
-    if k is None or not sum(len(y) for y in ys):
-        raise SASInputError(None, "no labelled points to fit a calibration on")
-    x = torch.from_numpy(np.concatenate(xs))
-    y = torch.from_numpy(np.concatenate(ys))
-    cnt = torch.bincount(y, minlength=k).double()
-    w = torch.where(cnt > 0, 1.0 / cnt.clamp_min(1), torch.zeros((), dtype=torch.float64))
-    w = (w / w[cnt > 0].mean()).float()
-    log_t = torch.tensor(np.log(10.0), dtype=torch.float32, requires_grad=True)
-    b = torch.zeros(k, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t, b], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(log_t.exp() * x + b, y, weight=w) + l2 * (b ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(log_t.detach().exp()), b.detach().numpy().astype(np.float64)
-
-
 def _column_calibration(col_names: Sequence[Optional[str]], cfg: RelevanceConfig,
                         calibration: Optional[VocabularyCalibration]) -> tuple[float, np.ndarray]:
     """(T, bias per column): the calibration's when it applies (typed texts and canonical phrases get its mean
@@ -276,33 +174,6 @@ def _column_calibration(col_names: Sequence[Optional[str]], cfg: RelevanceConfig
     mean = calibration.mean_bias
     return float(calibration.temperature), np.array([mean if n is None else table[n] for n in col_names],
                                                      dtype=np.float32)
-
-
-def load_calibrations(path: str | Path) -> dict[str, VocabularyCalibration]:
-    """The calibrations in a JSON file (``{"calibrations": [...]}``) by layer name; {} when the file is absent.
-
-    Raises:
-        SASInputError: the file exists but is not a valid calibration file.
-    """
-    import json
-
-    p = Path(path)
-    if not p.is_file():
-        return {}
-    try:
-        obj = json.loads(p.read_text())
-        entries = obj["calibrations"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SASInputError(p, f"not a query calibration file ({e})") from None
-    out = {}
-    for d in entries:
-        c = VocabularyCalibration.from_dict(d)
-        out[c.layer] = c
-    return out
-
-
-CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "checkpoints" / "query_calibration.json"
-"""The shipped calibration of the demo's layers (``scripts/tune_relevance.py --fit`` writes it)."""
 
 
 class TextEmbeddingCache:
@@ -743,138 +614,3 @@ def group_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
             out[:, j] = (tot / cnt)[inv]
     out[~fin] = np.nan
     return out
-
-
-def normalize_heat(sim: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Min-max normalise a similarity vector over its finite entries.
-
-    Returns:
-        (heat float32 [N] in [0, 1] with NaN kept, vmin, vmax); a constant vector maps to 0.
-    """
-    sim = np.asarray(sim, dtype=np.float32)
-    fin = np.isfinite(sim)
-    if not fin.any():
-        return np.full_like(sim, np.nan), float("nan"), float("nan")
-    lo, hi = float(sim[fin].min()), float(sim[fin].max())
-    heat = (sim - lo) / (hi - lo) if hi > lo else np.where(fin, 0.0, np.nan).astype(np.float32)
-    return heat.astype(np.float32, copy=False), lo, hi
-
-
-@dataclass
-class ObjectHit:
-    """One connected region above the query threshold.
-
-    Attributes:
-        indices: int64 point indices of the region.
-        score: mean cosine similarity over the region.
-        peak: highest cosine in the region.
-        center: float32 [3] centroid.
-    """
-
-    indices: np.ndarray
-    score: float
-    peak: float
-    center: np.ndarray
-
-    @property
-    def size(self) -> int:
-        return int(self.indices.shape[0])
-
-
-def voxel_components(points: np.ndarray, voxel: float) -> np.ndarray:
-    """Connected components of points through 26-connected occupied voxels of edge ``voxel``: int64 [N] component."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    g = np.floor((pts - pts.min(0)) / float(voxel)).astype(np.int64) + 1
-    dims = g.max(0) + 2
-    key = (g[:, 0] * dims[1] + g[:, 1]) * dims[2] + g[:, 2]
-    ukey, inv = np.unique(key, return_inverse=True)
-    rows, cols = [], []
-    for dx in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            for dz in (-1, 0, 1):
-                if (dx, dy, dz) <= (0, 0, 0):
-                    continue  # 13 forward offsets cover every neighbour pair once
-                nk = ukey + (dx * dims[1] + dy) * dims[2] + dz
-                pos = np.searchsorted(ukey, nk)
-                pos = np.minimum(pos, len(ukey) - 1)
-                hit = ukey[pos] == nk
-                rows.append(np.nonzero(hit)[0])
-                cols.append(pos[hit])
-    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    m = len(ukey)
-    adj = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(m, m))
-    _, comp = connected_components(adj, directed=False)
-    return comp[inv].astype(np.int64)
-
-
-def top_objects(sim: np.ndarray, points: np.ndarray, threshold: float, k: int = 5, *,
-                groups: Optional[np.ndarray] = None, voxel: float = 0.05, min_points: int = 10,
-                normalize: bool = True) -> list[ObjectHit]:
-    """The ``k`` best connected regions whose (superpoint-averaged) score is >= ``threshold``.
-
-    Args:
-        sim: float32 [N] score: cosine similarity, or a calibrated relevance with ``normalize=False`` (NaN = no
-            feature).
-        points: float32 [N, 3] positions.
-        threshold: in [0, 1]: on the min-max normalised score (see :func:`normalize_heat`) when ``normalize``, else
-            on the score itself (a calibrated relevance, :meth:`QueryEngine.relevance`).
-        k: how many regions to return, best mean score first.
-        groups: optional int64 [N] superpoint / instance id: the similarity is averaged per group first, so regions
-            snap to whole superpoints.
-        voxel: connectivity distance in metres (regions touching through occupied voxels of this edge are one).
-        min_points: regions smaller than this are dropped.
-    """
-    return find_regions(sim, points, threshold, groups=groups, voxel=voxel, min_points=min_points,
-                        normalize=normalize)[0][: max(0, int(k))]
-
-
-def find_regions(sim: np.ndarray, points: np.ndarray, threshold: float, *, groups: Optional[np.ndarray] = None,
-                 voxel: float = 0.05, min_points: int = 10,
-                 normalize: bool = False) -> tuple[list[ObjectHit], np.ndarray]:
-    """Every region of :func:`top_objects` (best first) and the score it thresholds.
-
-    Returns:
-        (regions, display): ``display`` float32 [N] is the (superpoint-averaged) score inside the regions, -1 at the
-        other points with a feature (below any threshold: an app shows them uncoloured) and NaN where there is no
-        feature, so a map coloured from it shows exactly the regions: an empty region list is an empty map.
-    """
-    sim = np.asarray(sim, dtype=np.float32)
-    n = sim.shape[0]
-    if points.shape[0] != n:
-        raise SASInputError(None, f"similarity has {n} entries for {points.shape[0]} points")
-    fin = np.isfinite(sim)
-    score = np.where(fin, sim, np.nan).astype(np.float64)
-    if groups is not None:
-        groups = np.asarray(groups).astype(np.int64).reshape(-1)
-        if groups.shape[0] != n:
-            raise SASInputError(None, f"groups has {groups.shape[0]} entries for {n} points")
-        _, ginv = np.unique(groups, return_inverse=True)
-        cnt = np.bincount(ginv, weights=fin.astype(np.float64))
-        tot = np.bincount(ginv, weights=np.where(fin, sim, 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gmean = tot / cnt
-        score = np.where(fin, gmean[ginv], np.nan)
-    heat = normalize_heat(score.astype(np.float32))[0] if normalize else score.astype(np.float32)
-    display = np.where(fin, np.float32(-1.0), np.float32(np.nan)).astype(np.float32)
-    sel = np.nonzero(np.isfinite(heat) & (heat >= float(threshold)))[0]
-    if sel.size == 0:
-        return [], display
-    comp = voxel_components(points[sel], voxel)
-    order = np.argsort(comp, kind="stable")
-    bounds = np.flatnonzero(np.diff(comp[order])) + 1
-    hits = []
-    for part in np.split(order, bounds):
-        if part.size < min_points:
-            continue
-        idx = sel[part]
-        s = sim[idx]
-        display[idx] = heat[idx]
-        hits.append(ObjectHit(idx, float(np.nanmean(s)), float(np.nanmax(s)), points[idx].mean(0).astype(np.float32)))
-    hits.sort(key=lambda h: (-h.score, -h.size))
-    return hits, display
