@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .config import config_dict
-from .io.files import file_digest  # noqa: F401  (re-exported: stamps artefacts made from a checkpoint)
+from .io.files import file_digest
 from .labels import PROMPT_SCENE, get_label_set
 from .store import ArtefactStore
 

@@ -100,7 +100,8 @@ def shipped_calibration(layer: str):
 def fit_rooms(rooms, cfg, layer: str, which=None):
     """A VocabularyCalibration of ``layer`` fitted on ``rooms`` (or the subset ``which``) with ``cfg``'s templates."""
     from sas_engine.eval.queries import vocabulary, vocabulary_cosines
-    from sas_engine.pipeline import PipelineConfig, file_digest
+    from sas_engine.io.files import file_digest
+    from sas_engine.pipeline import PipelineConfig
     from sas_engine.query import VocabularyCalibration, fit_calibration
 
     use = [r for i, r in enumerate(rooms) if which is None or i in which]
