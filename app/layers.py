@@ -32,45 +32,11 @@ FUSION_NAMES = {
 
 
 def teacher_display_name(name: str) -> str:
-    """The teacher's ``display_name`` from the teachers' registry when importable, else the registry name itself.
+    """The label of a teacher's layers: the engine's :data:`sas_engine.teachers.DISPLAY_NAMES` entry, else the
+    registry name itself (a teacher registered by a user without one)."""
+    from sas_engine.teachers import DISPLAY_NAMES
 
-    Looked up without building the teacher: on the registry entry, else on the class its builder is annotated to
-    return, else on a teacher class of the builder's module registered under that name.
-    """
-    got = _DISPLAY.get(name)
-    if got is None:
-        got = _DISPLAY[name] = _lookup_display_name(name) or name
-    return got
-
-
-_DISPLAY: dict[str, str] = {}
-
-
-def _lookup_display_name(name: str) -> Optional[str]:
-    import inspect
-    import sys
-    import typing
-
-    try:
-        from sas_engine.teachers import TEACHERS
-    except Exception:  # registry not importable (optional packages missing): show the artefact's own name
-        return None
-    builder = TEACHERS.get(name) if isinstance(TEACHERS, dict) else None
-    if builder is None:
-        return None
-    cands = [builder]
-    try:
-        cands.append(typing.get_type_hints(builder).get("return"))
-    except Exception:  # unresolvable annotations: fall through to the module scan
-        pass
-    mod = sys.modules.get(getattr(builder, "__module__", ""), None)
-    if mod is not None:
-        cands += [c for _, c in inspect.getmembers(mod, inspect.isclass) if getattr(c, "name", None) == name]
-    for c in cands:
-        disp = getattr(c, "display_name", None)
-        if isinstance(disp, str) and disp and disp != "teacher":
-            return disp
-    return None
+    return DISPLAY_NAMES.get(name, name)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import gradio as gr
 from sas_engine.errors import SASError
 from sas_engine.query import RELEVANCE
 
+from .instances import INSTANCE_HEADERS
 from .reports import capability_images, capability_plot, scene_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,6 +168,25 @@ class Panel:
         return msg, s.legend_html(), s.colorbar_html(), s.objects_rows()
 
     @guarded(2)
+    def instances(self, token: str, text: str, layer: Optional[str]):
+        """'Find instances': ranked instances of the query text (boxes in the viewer) and a how-many line."""
+        s = self.state.session(token)
+        msg = s.find_instances(text, layer or None)
+        return msg, s.instance_rows()
+
+    @guarded(2)
+    def frame_instance(self, token: str, evt: gr.SelectData):
+        """A row of the instance table was clicked: frame the camera on that instance."""
+        s = self.state.session(token)
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return s.frame_instance(int(row) + 1), gr.skip()
+
+    @guarded(2)
+    def clear_instances(self, token: str):
+        s = self.state.session(token)
+        return s.clear_instances(), []
+
+    @guarded(2)
     def inspect(self, token: str, index):
         s = self.state.session(token)
         if index is None:
@@ -296,6 +316,12 @@ def build_blocks(state: "AppState") -> gr.Blocks:
                     query = gr.Textbox(label="Query", placeholder="somewhere to sit   or   chair, sofa, lamp",
                                        elem_id="sas-query")
                     query_btn = gr.Button("Search", variant="primary", elem_id="sas-query-btn")
+                    with gr.Row():  # "where is it?" / "how many chairs?": objects with boxes (app/instances.py)
+                        inst_btn = gr.Button("Find instances", elem_id="sas-instances-btn", scale=2)
+                        inst_clear = gr.Button("Clear boxes", scale=1)
+                    inst_df = gr.Dataframe(headers=INSTANCE_HEADERS, value=[], interactive=False,
+                                           label="Instances of the query, best first (click a row to frame it)",
+                                           elem_id="sas-instances")
                     qlayer = gr.Dropdown(label="Features queried", elem_id="sas-qlayer")
                     threshold = gr.Slider(0, 1, value=RELEVANCE.threshold, step=0.01,
                                           label="Threshold (relevance; points below it stay grey)",
@@ -339,6 +365,9 @@ def build_blocks(state: "AppState") -> gr.Blocks:
         for comp in (threshold, topk):
             comp.release(p.threshold, [token, threshold, topk], [status, legend, colorbar, objects])
         clear_btn.click(p.clear, [token], [status, legend, colorbar, objects])
+        inst_btn.click(p.instances, [token, query, qlayer], [status, inst_df])
+        inst_df.select(p.frame_instance, [token], [status, inst_df])
+        inst_clear.click(p.clear_instances, [token], [status, inst_df])
         inspect_btn.click(p.inspect, [token, pidx], [status, inspect_md])
         timer.tick(p.poll, [token, serial], [inspect_md, serial, build_md, scene_dd], show_progress="hidden")
         layers_timer = gr.Timer(2.0)  # new layers of the shown scene from a background build (app.build)

@@ -129,6 +129,9 @@ def start_app(state: "AppState", host: str = "127.0.0.1", port: int = 7860, vise
         if isinstance(e, OSError) and "port" in str(e).lower():  # taken between the check and the launch
             raise PortInUse(f"port {port} on {host} is in use: pass --port <free port>") from None
         raise
+    from .instances import mount_api
+
+    mount_api(blocks.app, state)  # GET /api/instances (app/instances.py), on the panel's own host and port
     url = f"http://{display_host(host)}:{port}/"
     wait_http(url, timeout)
     return AppHandle(url, state, blocks, v)

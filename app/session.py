@@ -71,6 +71,10 @@ class Session:
         self.inspect_serial = 0
         self.version = 0
         self._vocab_set: Optional[str] = None
+        self.instances: Optional[dict] = None  # the last "where is it?" answer (app/instances.py), boxes in the viewer
+        self.instances_serial = 0
+        self.focus: Optional[dict] = None  # the instance the camera was last framed on
+        self.focus_serial = 0
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def layers(self):
@@ -304,6 +308,56 @@ class Session:
         with self.lock:
             return [[i + 1, h.size, round(h.score, 4), round(h.peak, 4), [round(float(c), 2) for c in h.center]]
                     for i, h in enumerate(self.objects)]
+
+    # -- instances ("where is it?") ---------------------------------------------------------------------------
+    def find_instances(self, text: object, layer: Optional[str] = None) -> str:
+        """Answer a text with the scene's matching instances (ranked; their boxes drawn in the viewer) and a
+        "how many" line. ``layer``: the features to label with (default: the query layer)."""
+        from .instances import answer_instances, question_text, status_line
+
+        with self.lock:
+            if self.scene_id is None:
+                raise SASInputError(None, "no scene selected yet")
+            q = question_text(text)
+            ans = answer_instances(self.state, self.scene_id, q, layer or self.query_layer, include_points=False)
+            self.instances = ans
+            self.instances_serial += 1
+            self.focus = None
+            self._push()
+            return status_line(ans)
+
+    def frame_instance(self, rank: object) -> str:
+        """Frame the viewer's camera on instance ``rank`` (1-based) of the last answer."""
+        with self.lock:
+            ans = self.instances
+            if ans is None or ans.get("scene") != self.scene_id or not ans["instances"]:
+                raise SASInputError(None, "no instances listed: find some first")
+            try:
+                r = int(rank)
+            except (TypeError, ValueError):
+                raise SASInputError(None, f"instance rank must be a number, got {rank!r}") from None
+            if not 1 <= r <= len(ans["instances"]):
+                raise SASInputError(None, f"instance #{r} is not listed (1..{len(ans['instances'])})")
+            self.focus = ans["instances"][r - 1]
+            self.focus_serial += 1
+            self._push()
+            c = ", ".join(f"{v:.2f}" for v in self.focus["centroid"])
+            return f"framed instance #{r} ({self.focus['label']}, score {self.focus['score']:.2f}) at ({c}) m"
+
+    def clear_instances(self) -> str:
+        with self.lock:
+            self.instances, self.focus = None, None
+            self.instances_serial += 1
+            self._push()
+            return "instances cleared"
+
+    def instance_rows(self) -> list[list]:
+        from .instances import instance_rows
+
+        with self.lock:
+            if self.instances is None or self.instances.get("scene") != self.scene_id:
+                return []
+            return instance_rows(self.instances)
 
     # -- export ------------------------------------------------------------------------------------------------
     def export(self) -> tuple[Path, Optional[Path], str]:

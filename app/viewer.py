@@ -51,6 +51,9 @@ class ClientView:
     compare_shown: Optional[bool] = None
     camera: Optional[tuple] = None  # (position, look-at, up) last framed, in the viewer's (centred) coordinates
     camera_aspect: float = 0.0  # the canvas width / height it was framed for
+    boxes: list = field(default_factory=list)  # instance boxes and their labels (app/instances.py)
+    instances_version: int = -1
+    focus_version: int = -1
 
     def shown(self, colors: np.ndarray) -> np.ndarray:
         """The colours of the displayed points (all, or all but a hidden ceiling)."""
@@ -84,6 +87,16 @@ def display_geometry(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float,
     return local, center, size, precision, float(ext[0] * 1.15 + 0.2)
 
 
+def box_edges(lo, hi) -> np.ndarray:
+    """float32 [12, 2, 3] the edges of the axis-aligned box with corners ``lo`` and ``hi``."""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    c = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    pairs = [(i, j) for i in range(8) for j in range(i + 1, 8) if bin(i ^ j).count("1") == 1]
+    return np.stack([c[[i, j]] for i, j in pairs]).astype(np.float32)
+
+
+INSTANCE_COLOURS = ((255, 140, 0), (0, 170, 255), (255, 60, 160), (60, 200, 60), (200, 120, 255), (255, 220, 0))
+"""Box colours of the listed instances, by rank."""
 VIEW_ELEVATION = 40.0
 """Degrees above the horizon the camera looks down from when a scene opens."""
 VIEW_AZIMUTH = 30.0
@@ -132,6 +145,41 @@ def frame_camera(lo, hi, fov: float = DEFAULT_FOV, aspect: float = 16 / 9, eleva
     depth = corners @ fwd  # along the view, relative to the centre
     need = np.maximum(np.abs(corners @ right) / tan_h, np.abs(corners @ up_cam) / tan_v) - depth
     dist = max(float(need.max()) * margin, float(np.linalg.norm(ext)) / 2 * 1.01)
+    return center + dist * back, center, np.array([0.0, 0.0, 1.0])
+
+
+def frame_object(lo, hi, room_lo, room_hi, fov: float = DEFAULT_FOV, aspect: float = 16 / 9,
+                 elevation: float = 45.0, margin: float = 1.6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(camera position, look-at point, up direction) framing an object's z-up box (``lo``, ``hi``) inside a room
+    (``room_lo``, ``room_hi``): seen from the room's middle side, ``elevation`` degrees above the horizon, at the
+    distance that fits the box in the view (times ``margin``) but never outside the room, where walls would hide
+    it."""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    rlo, rhi = np.asarray(room_lo, np.float64), np.asarray(room_hi, np.float64)
+    center = (lo + hi) / 2
+    d = ((rlo + rhi) / 2 - center)[:2]
+    horiz = np.array([0.0, -1.0, 0.0]) if np.linalg.norm(d) < 1e-6 else np.array([d[0], d[1], 0.0]) / np.linalg.norm(d)
+    el = np.deg2rad(elevation)
+    back = np.cos(el) * horiz + np.array([0.0, 0.0, np.sin(el)])
+    fwd = -back
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up_cam = np.cross(right, fwd)
+    tan_v = np.tan(float(fov) / 2)
+    tan_h = tan_v * max(float(aspect), 1e-3)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - center
+    need = np.maximum(np.abs(corners @ right) / tan_h, np.abs(corners @ up_cam) / tan_v) - corners @ fwd
+    dist = max(float(need.max()) * margin, float(np.linalg.norm(hi - lo)) / 2 * 1.01, 0.3)
+    # stay inside the room (5 cm from its walls, floor and ceiling)
+    inner_lo, inner_hi = rlo + 0.05, rhi - 0.05
+    t_max = np.inf
+    for k in range(3):
+        if back[k] > 1e-9:
+            t_max = min(t_max, (inner_hi[k] - center[k]) / back[k])
+        elif back[k] < -1e-9:
+            t_max = min(t_max, (inner_lo[k] - center[k]) / back[k])
+    if np.isfinite(t_max) and t_max > 0:
+        dist = min(dist, t_max)
     return center + dist * back, center, np.array([0.0, 0.0, 1.0])
 
 
@@ -256,6 +304,7 @@ class Viewer:
                     elif cv.b is not None:
                         cv.b.visible = False
                 self._objects(cv, session)
+                self._instances(cv, session)
 
     def _add_a(self, cv: ClientView, scene, session: "Session") -> None:
         client = cv.client
@@ -342,6 +391,53 @@ class Viewer:
             pos = tuple(float(x) for x in h.center - cv.center)
             cv.labels.append(cv.client.scene.add_label(f"/sas/objects/{i}", f"#{i + 1} {h.score:.2f}", position=pos))
         cv.objects_version = session.objects_serial
+
+    def _instances(self, cv: ClientView, session: "Session") -> None:
+        """Draw the last instance answer's boxes (their 12 edges, 3 px wide, labelled "#rank label score"), and
+        frame the camera on the instance the panel picked."""
+        ans = getattr(session, "instances", None)
+        if cv.instances_version != getattr(session, "instances_serial", 0):
+            for h in cv.boxes:
+                h.remove()
+            cv.boxes = []
+            if ans is not None and ans.get("scene") == cv.scene_id:
+                for r in ans["instances"]:
+                    lo = np.asarray(r["bbox_min"], np.float64) - cv.center
+                    hi = np.asarray(r["bbox_max"], np.float64) - cv.center
+                    col = INSTANCE_COLOURS[(r["rank"] - 1) % len(INSTANCE_COLOURS)]
+                    cv.boxes.append(cv.client.scene.add_line_segments(
+                        f"/sas/instances/{r['rank']}", box_edges(lo, hi), np.array(col, np.uint8),
+                        thickness=3.0, thickness_units="screen"))
+                    top = ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, hi[2] + 0.05)
+                    cv.boxes.append(cv.client.scene.add_label(
+                        f"/sas/instance_labels/{r['rank']}", f"#{r['rank']} {r['label']} {r['score']:.2f}",
+                        position=tuple(float(x) for x in top)))
+            cv.instances_version = getattr(session, "instances_serial", 0)
+        if cv.focus_version != getattr(session, "focus_serial", 0):
+            cv.focus_version = getattr(session, "focus_serial", 0)
+            r = getattr(session, "focus", None)
+            if r is not None and ans is not None and ans.get("scene") == cv.scene_id:
+                self.frame_box(cv, np.asarray(r["bbox_min"]) - cv.center, np.asarray(r["bbox_max"]) - cv.center)
+
+    def frame_box(self, cv: ClientView, lo, hi) -> None:
+        """Point the client's camera at an object's box (viewer coordinates) from inside the room
+        (:func:`frame_object`)."""
+        cam = cv.client.camera
+        try:
+            fov, aspect = float(cam.fov), float(cam.aspect)
+        except Exception:  # no camera message yet: viser's defaults
+            fov, aspect = DEFAULT_FOV, 16 / 9
+        if not (0.05 < fov < 3.0 and 0.1 < aspect < 10):
+            fov, aspect = DEFAULT_FOV, 16 / 9
+        room_lo, room_hi = scene_box(cv.local)
+        pos, target, up = frame_object(lo, hi, room_lo, room_hi, fov=fov, aspect=aspect)
+        cv.camera, cv.camera_aspect = (pos, target, up), aspect
+        try:
+            cam.up_direction = tuple(float(x) for x in up)
+            cam.position = tuple(float(x) for x in pos)
+            cam.look_at = tuple(float(x) for x in target)
+        except Exception as e:  # a client that disconnected meanwhile
+            log.debug("camera not set: %s", e)
 
     # -- picking -----------------------------------------------------------------------------------------------
     def _on_click(self, event) -> None:

@@ -101,7 +101,8 @@ class AblateConfig:
     fit one sitting be spent in chained runs; the report's curves continue from the earlier run's best step."""
 
 
-ROWS_2D = ("fused.{t0}", "fused.{t1}", "fused.add", "fused.linear", "fused.sas")
+ROWS_2D = ("fused.add", "fused.linear", "fused.sas")
+"""The combined 2D rows, after one ``fused.<teacher>`` row per teacher."""
 RUNS = (("stage1_point", False, 0), ("stage1_superpoint", True, 0), ("stage2_selfdistill", True, 1))
 """(run name, superpoint loss, stage-2 run) of the three 3D rows."""
 STAGE2_FIELDS = ("stage2_weight", "pseudo_keep", "history_tta", "history_unit")
@@ -212,8 +213,7 @@ def run_ablation(store: ArtefactStore, cfg: AblateConfig, out_dir: Path, runs_di
     scenes = [load_scene(p) for p in val_paths]
     rows_3d = _student_rows(store, scenes, pcfg, ckpts, cfg.tta)
     timings["inference_s"] = round(time.time() - t, 1)
-    t0n, t1n = pcfg.teachers[0], pcfg.teachers[1]
-    rows = [r.format(t0=t0n, t1=t1n) for r in ROWS_2D] + rows_3d
+    rows = [f"fused.{n}" for n in pcfg.teachers] + list(ROWS_2D) + rows_3d
     results = evaluate_sources(scenes, [(r, store_source(store, r)) for r in rows], "scannet20", text,
                                meta={"config": _jsonable(cfg), "timings": timings})
     timings["total_s"] = round(time.time() - t0, 1)

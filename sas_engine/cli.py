@@ -11,6 +11,7 @@ import logging
 import sys
 
 from .commands import ablate, capability, distill, export, extract, fuse, infer, info, superpoints, synth
+from .commands import instances as instances_cmd
 from .commands import eval as eval_cmd
 from .errors import SASError
 
@@ -26,6 +27,7 @@ COMMANDS = {
     "eval": eval_cmd,
     "export": export,
     "ablate": ablate,
+    "instances": instances_cmd,
 }
 """Plain registry: subcommand name -> command module. Later issues add their modules here."""
 

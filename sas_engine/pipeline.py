@@ -37,20 +37,25 @@ Progress = Callable[[float, str], None]
 class PipelineConfig:
     """Settings of a full pipeline run (defaults: the embedded demo with the shipped compact teachers)."""
 
-    teachers: tuple[str, ...] = ("lseg_compact", "seem_compact")
-    """Registry names of the 2D teachers (first = the dense, LSeg-like one by convention)."""
-    synthesizer: str = "synthetic"
-    """Capability synthesizer: ``synthetic`` (renders with exact masks) or ``sd`` (Stable Diffusion + SAM)."""
-    capability_images: int = 8
-    """Synthesized images per class (release: 50)."""
+    teachers: tuple[str, ...] = ("lseg_compact", "seem_compact", "odise_compact")
+    """Registry names of the 2D teachers (first = the dense, LSeg-like one by convention; the demo's three compact
+    teachers, each trained on its own data source)."""
+    synthesizer: str = "rooms"
+    """Capability synthesizer: ``rooms`` (generated rooms framed on an instance of the class, exact instance masks),
+    ``synthetic`` (the object alone on a plain background) or ``sd`` (Stable Diffusion + SAM)."""
+    capability_images: int = 50
+    """Synthesized images per class (the release's m = 50)."""
     capability_mode: str = "pooled"
     """IoU variant of the capability: ``pooled`` (release) or ``per_image`` (paper Eq. 3)."""
     capability_seed: int = 0
     """Seed of the synthesized images."""
-    tau: float = 0.05
-    """Temperature of capability-guided fusion (release 0.05)."""
-    weighting: str = "mean"
-    """Teacher weight at a point: ``mean`` of capabilities at the voted classes (paper) or ``normalized`` (release)."""
+    tau: float = 0.02
+    """Temperature of capability-guided fusion (release 0.05). 0.02 was the best of 0.02 / 0.05 / 0.1 / 0.2 on the
+    points of 6 teaching rooms with the three compact teachers (32.7 mIoU vs 32.1 at 0.05, 30.1 at 0.2;
+    ``sas ablate --part fusion``, ``assets/fusion/fusion.md``), never chosen on the validation rooms."""
+    weighting: str = "normalized"
+    """Teacher weight at a point: ``mean`` of capabilities at the voted classes (paper) or ``normalized`` (release:
+    divided by the sum over teachers; chosen with ``tau`` on the teaching rooms, 32.7 vs 32.6 for ``mean``)."""
     catch_all: Optional[str] = None
     """``TEACHER:CLASS``: points that TEACHER labels CLASS keep TEACHER's feature (the release's ``lseg:other`` rule)."""
     text_encoder: Optional[str] = None
@@ -183,20 +188,26 @@ def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineCon
     labels = get_label_set(label_set)
     words = list(labels.prompt_names)
     names = [t.name for t in teachers]
-    conf = {"synth": cfg.synthesizer, "teachers": names, "m": cfg.capability_images, "seed": cfg.capability_seed,
-            "vocab": labels.name, "mode": cfg.capability_mode, "text_encoder": cfg.text_encoder or "minilm",
-            "teacher_configs": [t.config() for t in teachers]}
+    synth = build_synthesizer(cfg.synthesizer)
+    conf = {"synth": cfg.synthesizer, "synth_version": getattr(synth, "version", 1), "teachers": names,
+            "m": cfg.capability_images, "seed": cfg.capability_seed, "vocab": labels.name, "mode": cfg.capability_mode,
+            "text_encoder": cfg.text_encoder or "minilm", "teacher_configs": [t.config() for t in teachers]}
     name = f"capability.{cfg.synthesizer}"
+    inputs = {"teachers": names, "classes": list(labels.names)}
     try:
-        if store.load_json(None, name, kind=KIND, config=conf, inputs={"teachers": names, "classes": list(labels.names)}):
+        if store.load_json(None, name, kind=KIND, config=conf, inputs=inputs):
             return load_capability_table(store, cfg.synthesizer)
     except StaleArtefactError as e:
         log.warning("recomputing %s: %s", name, e)
-    synth = build_synthesizer(cfg.synthesizer)
+    from .capability.shipped import install_shipped_table
+
+    if install_shipped_table(store, name, conf, inputs):
+        return load_capability_table(store, cfg.synthesizer)
     # the synthetic world renders classes by name; Stable Diffusion prompts the prompt word ("other")
-    asked = list(labels.names) if cfg.synthesizer == "synthetic" else words
-    keep = [k for k, n in enumerate(labels.names) if cfg.synthesizer == "synthetic" or n != "otherfurniture"]
-    images = synth.synthesize([asked[k] for k in keep], cfg.capability_images, cfg.capability_seed)
+    by_name = bool(getattr(synth, "by_class_name", False))
+    asked = list(labels.names) if by_name else words
+    keep = [k for k, n in enumerate(labels.names) if by_name or n != "otherfurniture"]
+    images = synthesized_images(store, synth, [asked[k] for k in keep], cfg.capability_images, cfg.capability_seed)
     for im in images:
         im.class_index = keep[im.class_index]
     enc = get_text_encoder(cfg.text_encoder, device=cfg.device)
@@ -207,10 +218,34 @@ def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineCon
     return table
 
 
+def synthesized_images(store: ArtefactStore, synth, classes: Sequence[str], m: int, seed: int) -> list:
+    """``synth.synthesize(classes, m, seed)``, cached in the store's shared folder for the synthesizers whose images
+    depend only on these arguments (the synthetic world's: ``by_class_name``), so that a table for other teachers,
+    or one built after the images were rendered ahead of the teachers, does not render them again."""
+    from .capability.synthesizer import SynthImage
+
+    if not getattr(synth, "by_class_name", False):
+        return synth.synthesize(list(classes), m, seed)
+    conf = {"synth": synth.name, "version": getattr(synth, "version", 1), "size": list(getattr(synth, "size", ())),
+            "classes": list(classes), "m": int(m), "seed": int(seed)}
+    name = f"capimages.{synth.name}"
+
+    def compute():
+        ims = synth.synthesize(list(classes), m, seed)
+        return {"images": torch.as_tensor(np.stack([im.image for im in ims])),
+                "masks": torch.as_tensor(np.stack([im.mask for im in ims])),
+                "classes": torch.as_tensor([im.class_index for im in ims], dtype=torch.int64),
+                "provenance": [dict(im.provenance) for im in ims]}
+
+    got = store.get_or_compute(None, name, compute, kind="capability_images", config=conf)
+    return [SynthImage(img.numpy(), msk.numpy(), int(k), dict(p))
+            for img, msk, k, p in zip(got["images"], got["masks"], got["classes"], got["provenance"])]
+
+
 def save_gallery(store: ArtefactStore, synth: str, images: Sequence, teachers: Sequence, words: Sequence[str],
                  classes: Sequence[str], enc, per_class: int = 3) -> list[dict]:
-    """Write the first ``per_class`` synthesized images of each class and their pseudo masks as PNGs into the store's
-    shared folder, with each teacher's IoU on that image; returns the table's ``images`` list."""
+    """Write the first ``per_class`` synthesized images of each class (JPEG) and their pseudo masks (PNG) into the
+    store's shared folder, with each teacher's IoU on that image; returns the table's ``images`` list."""
     import io
 
     from PIL import Image
@@ -222,7 +257,12 @@ def save_gallery(store: ArtefactStore, synth: str, images: Sequence, teachers: S
 
     def png(arr) -> bytes:
         buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="PNG")
+        Image.fromarray(arr).save(buf, format="PNG", optimize=True)
+        return buf.getvalue()
+
+    def jpeg(arr) -> bytes:  # the gallery is shipped with the table (capability/shipped.py): keep it small
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=88)
         return buf.getvalue()
 
     for im in images:
@@ -232,7 +272,7 @@ def save_gallery(store: ArtefactStore, synth: str, images: Sequence, teachers: S
             continue
         seen[k] = i + 1
         stem = f"capimg.{synth}.{k:03d}.{i}"
-        store.write_bytes(None, f"{stem}.png", png(np.asarray(im.image, dtype=np.uint8)))
+        store.write_bytes(None, f"{stem}.jpg", jpeg(np.asarray(im.image, dtype=np.uint8)))
         store.write_bytes(None, f"{stem}.mask.png", png(np.asarray(im.mask, dtype=np.uint8) * 255))
         ious = {}
         for t in teachers:
@@ -240,19 +280,21 @@ def save_gallery(store: ArtefactStore, synth: str, images: Sequence, teachers: S
             pred = (logits.argmax(-1) == k) & valid
             inter, union = iou_counts(pred.numpy(), np.asarray(im.mask, dtype=bool))
             ious[t.name] = round(inter / union, 4) if union else 0.0
-        out.append({"class": classes[k], "image": f"{stem}.png", "mask": f"{stem}.mask.png", "ious": ious})
+        out.append({"class": classes[k], "image": f"{stem}.jpg", "mask": f"{stem}.mask.png", "ious": ious})
     return out
 
 
 # -- stage 5 -----------------------------------------------------------------------------------------------------
 def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict], names: Sequence[str], table,
-                  cfg: PipelineConfig) -> dict:
+                  cfg: PipelineConfig, out: Optional[str] = None) -> dict:
     """``fused.<mode>`` for mode ``sas`` (capability-guided), ``add`` (mean) or ``linear`` (fixed global weights).
 
     ``fused`` are the teachers' ``fused.<teacher>`` payloads with their headers (as :func:`fuse_source` and
     :func:`sas_engine.capability.artefacts.load_any` return them): the combination records their hashes, so it is
     stale as soon as any of them changed. ``table`` (the capability table) is needed by ``sas`` and ``linear`` only.
-    The per-point argmax classes of capability-guided fusion index the capability table's vocabulary."""
+    The per-point argmax classes of capability-guided fusion index the capability table's vocabulary. ``out``
+    stores the result under that artefact name instead (studies of other teacher sets, tables or temperatures:
+    ``study.<variant>``, which the app does not list as layers)."""
     from .capability import add_fuse, capability_fuse, linear_fuse
     from .capability.artefacts import KIND, save_fused
     from .errors import SASInputError, StaleArtefactError
@@ -271,11 +313,14 @@ def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict],
     if mode == "linear":
         conf["linear_weights"] = list(table.linear_weights or [])
     inputs = {"scene": scene.scene_id, "fused": [str((f.get("__header__") or {}).get("hash")) for f in fused]}
+    name = out or f"fused.{mode}"
+    if out:
+        conf["algorithm"] = mode
     key = dict(kind=KIND, config=dict(conf, mode=mode), inputs=inputs, geometry=scene.geometry_digest)
     try:
-        got = store.load(scene.scene_id, f"fused.{mode}", **key)
+        got = store.load(scene.scene_id, name, **key)
     except StaleArtefactError as e:
-        log.warning("recomputing fused.%s: %s", mode, e)
+        log.warning("recomputing %s: %s", name, e)
         got = None
     if got is not None:
         return got
@@ -303,8 +348,8 @@ def fuse_combined(store: ArtefactStore, scene, mode: str, fused: Sequence[dict],
             [PROMPT_SCENE.format(w) for w in table.prompt_words()])
         res = capability_fuse(feats, masks, table.select(list(names)), text, tau=cfg.tau, catch_all=catch,
                               weighting=cfg.weighting, teachers=list(names), device=cfg.device)
-    save_fused(store, scene.scene_id, mode, res, conf, inputs=inputs, geometry=scene.geometry_digest)
-    return store.load(scene.scene_id, f"fused.{mode}", **key)
+    save_fused(store, scene.scene_id, mode, res, conf, inputs=inputs, geometry=scene.geometry_digest, name=name)
+    return store.load(scene.scene_id, name, **key)
 
 
 # -- stage 6 -----------------------------------------------------------------------------------------------------

@@ -33,12 +33,12 @@ def load_any(store, scene_id: Optional[str], name: str, geometry: Optional[str] 
 
 
 def save_fused(store, scene_id: str, mode: str, result: FusedResult, config: dict, *, inputs: dict,
-               geometry: str) -> str:
-    """Save a combined fusion as ``fused.<mode>``; ``inputs`` names the fused teachers it combined (their header
-    hashes), ``geometry`` the points' digest. Returns the file path."""
+               geometry: str, name: Optional[str] = None) -> str:
+    """Save a combined fusion as ``fused.<mode>`` (or under ``name``); ``inputs`` names the fused teachers it
+    combined (their header hashes), ``geometry`` the points' digest. Returns the file path."""
     payload = {"features": result.features.to("cpu").half().contiguous(), "mask": result.mask.to("cpu").bool(),
                "weights": result.weights.to("cpu").float().contiguous(), "teachers": list(result.teachers)}
-    return str(store.save(scene_id, f"fused.{mode}", payload, kind=KIND, config=dict(config, mode=mode),
+    return str(store.save(scene_id, name or f"fused.{mode}", payload, kind=KIND, config=dict(config, mode=mode),
                           inputs=inputs, geometry=geometry))
 
 

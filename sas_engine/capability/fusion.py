@@ -40,7 +40,7 @@ class CapabilityFusionConfig:
     teachers before the softmax (release)."""
     catch_all: Optional[str] = None
     """``TEACHER:CLASS``: points that TEACHER labels CLASS keep TEACHER's pure feature (release: LSeg and "other")."""
-    synthesizer: str = "synthetic"
+    synthesizer: str = "rooms"
     """Which capability table is used: ``capability.<synthesizer>``."""
 
 

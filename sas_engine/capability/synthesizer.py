@@ -3,7 +3,10 @@
 A synthesizer turns class names into images of that class with a (pseudo) ground-truth mask of the object. Scoring
 only sees :class:`SynthImage` records and never knows which synthesizer produced them:
 
-* :class:`SyntheticSynthesizer`: the embedded synthetic world's single-object renders with exact masks (no SD, no SAM);
+* :class:`SyntheticSynthesizer`: the embedded synthetic world's renders with exact masks (no SD, no SAM), under two
+  registry names: ``rooms`` (the default: a generated room framed on one instance of the class, its mask that
+  instance only; the in-context analogue of the paper's "a good photo of a {class} in a room") and ``synthetic``
+  (the object alone on a plain background);
 * :class:`~sas_engine.capability.sd.StableDiffusionSynthesizer`: Stable Diffusion + cross-attention coarse mask +
   SAM refinement, as in the paper.
 """
@@ -58,18 +61,26 @@ class Synthesizer(Protocol):
 
 
 class SyntheticSynthesizer:
-    """Single-object renders of the synthetic world (``sas_engine.synth.render_object_views``) with exact masks.
+    """Renders of the synthetic world (``sas_engine.synth.render_object_views``) with exact masks.
+
+    The rooms come from a capability world of their own: seeds from
+    :data:`sas_engine.synth.splits.CAPABILITY_SEED_BASE` up, disjoint from every named split.
 
     Args:
         size: (width, height) of the renders.
-        context: ``"plain"`` (object alone) or ``"cluttered"`` (object in a furnished corner).
+        context: ``"plain"`` (object alone on a plain background; registry name ``synthetic``) or ``"cluttered"``
+            (its generated room framed on the instance, other objects around and in front of it; ``rooms``).
     """
 
-    name = "synthetic"
+    by_class_name = True
+    """The world renders classes by their label-set name ("otherfurniture"), not by the prompt word ("other")."""
+    version = 2
+    """Bumped when the same seed renders different images (stamped on capability tables)."""
 
     def __init__(self, size: tuple[int, int] = (320, 240), context: str = "plain"):
         self.size = (int(size[0]), int(size[1]))
         self.context = context
+        self.name = "synthetic" if context == "plain" else "rooms"
 
     def synthesize(self, class_names: Sequence[str], m: int, seed: int = 0) -> list[SynthImage]:
         from tqdm import tqdm
@@ -90,18 +101,22 @@ def _build_synthetic(**kw: Any) -> SyntheticSynthesizer:
     return SyntheticSynthesizer(**kw)
 
 
+def _build_rooms(**kw: Any) -> SyntheticSynthesizer:
+    return SyntheticSynthesizer(**{"context": "cluttered", **kw})
+
+
 def _build_sd(**kw: Any):
     from .sd import build_sd_synthesizer
 
     return build_sd_synthesizer(**kw)
 
 
-SYNTHESIZERS = {"synthetic": _build_synthetic, "sd": _build_sd}
+SYNTHESIZERS = {"rooms": _build_rooms, "synthetic": _build_synthetic, "sd": _build_sd}
 """Plain registry: synthesizer name -> builder(**kwargs)."""
 
 
 def build_synthesizer(name: str, **kw: Any):
-    """Build a synthesizer by registry name (``synthetic`` or ``sd``)."""
+    """Build a synthesizer by registry name (``rooms``, ``synthetic`` or ``sd``)."""
     try:
         builder = SYNTHESIZERS[name]
     except KeyError:

@@ -7,11 +7,15 @@ HELP = "build the annotation-free capability table (teachers x classes) from syn
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--synth", choices=("synthetic", "sd"), default="synthetic",
-                   help="image synthesizer: the synthetic world's object renders (exact masks) or Stable Diffusion + SAM")
-    p.add_argument("--teachers", default="lseg_compact,seem_compact",
-                   help="comma-separated teacher registry names (default: the shipped lseg_compact,seem_compact)")
-    p.add_argument("--m", type=int, default=10, help="images per class (release: 50)")
+    p.add_argument("--synth", choices=("rooms", "synthetic", "sd"), default="rooms",
+                   help="image synthesizer: generated rooms framed on an instance of the class (default; exact "
+                        "instance masks), the object alone on a plain background (synthetic), or Stable "
+                        "Diffusion + SAM")
+    from ..teachers import DEMO_TEACHERS
+
+    p.add_argument("--teachers", default=",".join(DEMO_TEACHERS),
+                   help=f"comma-separated teacher registry names (default: the shipped {','.join(DEMO_TEACHERS)})")
+    p.add_argument("--m", type=int, default=50, help="images per class (default: the release's 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed + i")
     p.add_argument("--vocab", default="scannet20", help="label set used as vocabulary (its prompt words are synthesized)")
     p.add_argument("--exclude", default=None,
@@ -22,9 +26,11 @@ def add_arguments(p) -> None:
     p.add_argument("--text-encoder", default=None, help="shared text encoder spec (default: packaged MiniLM)")
     p.add_argument("--linear-step", type=float, default=0.1, help="simplex grid step for the Linear baseline's weights")
     p.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
+    p.add_argument("--ship", action="store_true",
+                   help="build the table exactly as the pipeline does (its stamp, so the demo and `sas fuse` reuse "
+                        "it) and copy it with its gallery into checkpoints/capability/, where fresh stores find it")
     g = p.add_argument_group("synthetic world")
     g.add_argument("--size", default="320x240", help="render size WxH")
-    g.add_argument("--context", choices=("plain", "cluttered"), default="plain", help="object alone or in a furnished corner")
     g = p.add_argument_group("Stable Diffusion")
     g.add_argument("--sd-model", default="", help="local diffusers Stable Diffusion folder")
     g.add_argument("--sam-checkpoint", default=None, help="local SAM checkpoint (.pth); without it the coarse mask is kept")
@@ -47,6 +53,8 @@ def run(args) -> int:
     if args.m < 1:
         raise SASInputError(None, f"--m must be >= 1, got {args.m}")
     names = [t.strip() for t in args.teachers.split(",") if t.strip()]
+    if args.ship:
+        return _ship(args, names)
     teachers = [build_teacher(n) for n in names]
     teachers = [t.to(args.device) if hasattr(t, "to") else t for t in teachers]
     labels = get_label_set(args.vocab)
@@ -65,10 +73,10 @@ def run(args) -> int:
             w, h = (int(x) for x in args.size.lower().split("x"))
         except ValueError:
             raise SASInputError(None, f"--size must be WxH, got {args.size!r}") from None
-        synth = build_synthesizer("synthetic", size=(w, h), context=args.context)
-        cfg = {"synth": "synthetic", "size": [w, h], "context": args.context}
+        synth = build_synthesizer(args.synth, size=(w, h))
+        cfg = {"synth": args.synth, "synth_version": synth.version, "size": [w, h]}
     # the synthetic world renders vocabulary classes by name; SD prompts the prompt word ("other" for otherfurniture)
-    asked = list(labels.names) if args.synth == "synthetic" else words
+    asked = list(labels.names) if getattr(synth, "by_class_name", False) else words
     images = synth.synthesize([asked[k] for k in keep], args.m, args.seed)
     for im in images:                       # synthesized over the kept classes -> vocabulary indices
         im.class_index = keep[im.class_index]
@@ -85,4 +93,26 @@ def run(args) -> int:
     if table.linear_weights is not None:
         print(f"Linear baseline weights {table.linear_weights} (synthesized-image mIoU {table.linear_miou:.3f})")
     print(f"saved {jpath}\nsaved {ppath}")
+    return 0
+
+
+def _ship(args, names) -> int:
+    """``--ship``: the pipeline's own table (:func:`sas_engine.pipeline.ensure_capability`), exported."""
+    from ..capability.shipped import export_shipped_table
+    from ..errors import SASInputError
+    from ..pipeline import PipelineConfig, build_teachers, ensure_capability
+    from ..store import ArtefactStore
+
+    if args.synth == "sd" or args.size != "320x240" or args.exclude or args.vocab != "scannet20" \
+            or args.linear_step != 0.1:
+        raise SASInputError(None, "--ship builds the pipeline's table: only --synth rooms|synthetic, --teachers, --m, "
+                                  "--seed, --mode, --text-encoder and --device apply")
+    cfg = PipelineConfig(teachers=tuple(names), synthesizer=args.synth, capability_images=args.m,
+                         capability_seed=args.seed, capability_mode=args.mode, text_encoder=args.text_encoder,
+                         device=args.device)
+    store = ArtefactStore(args.store)
+    table = ensure_capability(store, build_teachers(cfg), cfg)
+    path = export_shipped_table(store, f"capability.{args.synth}")
+    print(f"{len(table.teachers)} teachers x {len(table.classes)} classes; shipped {path} "
+          f"(+ {len(table.images)} gallery images)")
     return 0

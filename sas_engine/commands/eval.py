@@ -15,6 +15,13 @@ def add_arguments(p) -> None:
     p.add_argument("--sources", required=True,
                    help="comma-separated store artefacts, e.g. fused.lseg_compact,fused.sas,pred3d.run1; "
                         "'A+B' = OpenScene 2D-3D ensemble of A and B")
+    p.add_argument("--task", choices=["semantic", "instances"], default="semantic",
+                   help="semantic: per-point zero-shot segmentation (mIoU); instances: 3D instances labelled with "
+                        "each source, scored with the ScanNet instance benchmark (AP, AP50, AP25; writes "
+                        "instances.md / instances.json into --out)")
+    p.add_argument("--masks", type=Path, default=None,
+                   help="--task instances: folder of instance masks made elsewhere (<scene>.txt benchmark / Mask3D "
+                        "format, <scene>_masks.pt or .npy) used as the proposals")
     p.add_argument("--dataset", default=None, help="dataset preset (default: detected from the layout)")
     add_up_arg(p)
     p.add_argument("--label-set", default=None,
@@ -53,6 +60,8 @@ def run(args) -> int:
     if not names:
         raise SASInputError(None, "--sources lists no source")
     store = ArtefactStore(args.store)
+    if args.task == "instances":
+        return _run_instances(args, paths, names, store)
     scenes = iter_scenes(paths, args.dataset, args.up)
     first = next(scenes)  # the first scene fixes label set and preset defaults
     ls = get_label_set(args.label_set or default_eval_label_set(first.label_set))
@@ -78,6 +87,29 @@ def run(args) -> int:
         total=len(paths), meta={"text encoder": encoder_name, "store": str(store.root)})
     files = write_report(results, args.out, plots=not args.no_plots)
     print(markdown_report(results))
+    for label, f in files.items():
+        print(f"wrote {label:<24} {f}")
+    return 0
+
+
+def _run_instances(args, paths, names, store) -> int:
+    """``--task instances``: AP / AP50 / AP25 of each source's labelling of the scenes' proposals."""
+    from ..eval.inputs import iter_scenes
+    from ..instances.pipeline import evaluate_instance_sources, markdown_table
+    from ..instances.report import write_report
+
+    if args.masks is not None and not args.masks.is_dir():
+        from ..errors import SASInputError
+
+        raise SASInputError(args.masks, "--masks must be a folder of <scene>.txt / .pt / .npy instance masks")
+    res = evaluate_instance_sources(iter_scenes(paths, args.dataset, args.up), store, names, masks_dir=args.masks,
+                                    on_missing="skip" if args.allow_missing else "error",
+                                    text_encoder=args.text_encoder)
+    res.update(split=str(args.split or args.scene), store=str(store.root), seconds="-")
+    teachers = [n.split(".", 1)[1] for n in names if n.startswith("fused.") and n not in
+                ("fused.sas", "fused.add", "fused.linear")]
+    files = write_report(args.out, {"val": res}, teachers, title="Instance evaluation")
+    print(markdown_table(res))
     for label, f in files.items():
         print(f"wrote {label:<24} {f}")
     return 0

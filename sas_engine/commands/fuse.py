@@ -6,20 +6,25 @@ from .common import add_scene_args, add_store_arg
 
 HELP = "fuse 2D teacher outputs onto the scene's points (one teacher) or combine fused teachers (sas, add, linear)"
 COMBINED = ("sas", "add", "linear")
-READY_TEACHERS = ("lseg_compact", "seem_compact")
+READY_TEACHERS = ("lseg_compact", "seem_compact", "odise_compact")
 """Teachers ``sas fuse`` runs itself when no ``sas extract`` cache exists (they need no weights on the command line)."""
 
 
 def add_arguments(p) -> None:
     add_scene_args(p)
     p.add_argument("--mode", required=True, help="sas | add | linear | <teacher name> (single-teacher fusion)")
-    p.add_argument("--teachers", default="lseg_compact,seem_compact",
+    p.add_argument("--teachers", default=",".join(READY_TEACHERS),
                    help="teachers combined by sas/add/linear (their fused.<teacher> artefacts must exist)")
-    p.add_argument("--synth", default="synthetic", help="which capability table to use: capability.<synth>")
-    p.add_argument("--tau", type=float, default=0.05, help="softmax temperature of capability-guided fusion (release 0.05)")
-    p.add_argument("--weighting", choices=("mean", "normalized"), default="mean",
+    p.add_argument("--synth", default="rooms", help="which capability table to use: capability.<synth> (rooms, "
+                                                    "synthetic, sd, oracle)")
+    from ..pipeline import PipelineConfig
+
+    p.add_argument("--tau", type=float, default=PipelineConfig.tau,
+                   help=f"softmax temperature of capability-guided fusion (default {PipelineConfig.tau}, chosen on "
+                        "teaching rooms; release 0.05)")
+    p.add_argument("--weighting", choices=("mean", "normalized"), default=PipelineConfig.weighting,
                    help="teacher weight = mean capability at the voted classes (paper) or that divided by the sum "
-                        "over teachers (release)")
+                        f"over teachers (release; default {PipelineConfig.weighting})")
     p.add_argument("--catch-all", default=None,
                    help="TEACHER:CLASS - points that TEACHER labels CLASS keep TEACHER's feature (release: lseg:other)")
     p.add_argument("--text-encoder", default=None, help="text encoder spec of the fused features' space (default MiniLM)")

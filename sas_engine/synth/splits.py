@@ -46,6 +46,11 @@ def _cycle(seeds: range, kinds: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
 _TRAIN_KINDS = ("bedroom", "living_room", "office", "kitchen", "bathroom", "mixed", "bedroom", "living_room",
                 "office", "kitchen", "bathroom", "mixed", "bedroom", "living_room")
 
+_SCENE_KINDS = ("living_room", "bedroom", "office", "mixed", "living_room", "bedroom", "office", "mixed", "kitchen",
+                "bathroom")
+_OBJECT_KINDS = ("kitchen", "bathroom", "living_room", "kitchen", "bathroom", "office", "bedroom", "mixed")
+_HOME_KINDS = ("bedroom", "living_room", "mixed", "kitchen", "office")
+
 SPLITS: dict[str, SplitSpec] = {
     "tiny": SplitSpec("tiny", ((901, "bedroom"), (902, "kitchen")),
                       SynthConfig(target_vertices=20_000, num_frames=20)),
@@ -53,13 +58,30 @@ SPLITS: dict[str, SplitSpec] = {
     "val": SplitSpec("val", _cycle(range(1001, 1007), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=50)),
     "teach": SplitSpec("teach", _cycle(range(101, 157), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=24)),
     "tune": SplitSpec("tune", _cycle(range(2001, 2007), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=50)),
+    "teach_scenes": SplitSpec("teach_scenes", _cycle(range(3101, 3157), _SCENE_KINDS),
+                              SynthConfig(target_vertices=60_000, num_frames=24)),
+    "teach_objects": SplitSpec("teach_objects", _cycle(range(3201, 3257), _OBJECT_KINDS),
+                               SynthConfig(target_vertices=60_000, num_frames=24)),
+    "teach_homes": SplitSpec("teach_homes", _cycle(range(3301, 3357), _HOME_KINDS),
+                             SynthConfig(target_vertices=60_000, num_frames=24, camera_height=(1.5, 1.9),
+                                         ambient=0.30, light_power=0.60, exposure_jitter=0.2)),
 }
 """Plain registry of splits. ``train`` holds 14 scenes (every room type, all 20 ScanNet classes), ``val`` one scene of
 each of the 6 room types with different seeds, ``tiny`` two small scenes of 20 frames for tests. ``teach`` holds 56 more
 rooms of 24 frames each (seeds disjoint from ``train`` and ``val``): the compact 2D teachers train on it, because 14 rooms
 were too few views of each class for them to generalise (validation mIoU plateaued below 30). ``tune`` holds 6 rooms made
 like ``val`` (one per room type, seeds disjoint from every other split) that no model trains on: the query engine's
-relevance settings (:class:`sas_engine.query.RelevanceConfig`) are chosen on them, never on ``val``."""
+relevance settings (:class:`sas_engine.query.RelevanceConfig`) are chosen on them, never on ``val``.
+
+``teach_scenes``, ``teach_objects`` and ``teach_homes`` are the three compact teachers' own training worlds (56 rooms
+each, seeds 3101-3356, each with its room-type mix, camera and lighting; their data cards are in
+:mod:`sas_engine.teachers.sources`). Since they exist no teacher trains on ``teach``: its rooms are where the
+fusion's settings and the teachers' in-room accuracy are measured (the "teaching rooms" of the capability
+correlation and of the oracle table), and where the student's stage-2 settings were chosen. Capability
+construction renders rooms from its own seeds (:data:`CAPABILITY_SEED_BASE`), disjoint from every split."""
+
+CAPABILITY_SEED_BASE = 1 << 20
+"""Room seeds of the capability world start here (every split's seeds are below it)."""
 
 
 def default_root() -> Path:

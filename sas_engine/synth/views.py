@@ -20,6 +20,7 @@ from .config import SynthConfig, intrinsics_matrix
 from .render import Renderer, look_at_target, object_boxes
 from .room import SynthRoom, build_mesh, scene_id_for
 from .rooms import Layout, make_layout
+from .splits import CAPABILITY_SEED_BASE
 
 _ALIASES = {"otherfurniture": 39, "other furniture": 39, "other": 39, "fridge": 24, "couch": 6, "shelf": 10,
             "bookcase": 10, "tub": 36, "painting": 11, "nightstand": 32}
@@ -144,7 +145,7 @@ def render_object_views(class_name: str, m: int, seed: int = 0, size: tuple[int,
         bar = tqdm(total=m, desc=f"views {class_name}", unit="img", leave=False)
     room_no, tries = 0, 0
     while len(out) < m:
-        rseed = int(rng.integers(1 << 30))
+        rseed = CAPABILITY_SEED_BASE + int(rng.integers(1 << 29))  # the capability world: no split's rooms
         rt = rooms[int(rng.integers(len(rooms)))]
         layout = make_layout(rseed, rt)
         cands = [i for i, o in enumerate(layout.objects) if o.nyu40 == nyu]

@@ -12,7 +12,8 @@ Public surface:
 
 Registry names: ``clip_dense`` (MaskCLIP over an open_clip ViT), ``sam_clip`` (SAM masks + CLIP classification),
 ``lseg`` (the released LSeg checkpoint), ``precomputed`` (outputs of SEEM/OpenSeg/TAP... read from disk). The compact
-teachers trained on the synthetic world (``lseg_compact``, ``seem_compact``) register themselves here too.
+teachers trained on the synthetic world (``lseg_compact``, ``seem_compact``, ``odise_compact``; each learned from its
+own data source, :mod:`.sources`) register themselves here too; :data:`DEMO_TEACHERS` is the set the demo fuses.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Callable
 from ..errors import SASInputError
 from .base import DenseTeacher, MaskPrediction, MaskTeacher, Teacher
 from .clip_dense import build_clip_dense
-from .compact import build_lseg_compact, build_seem_compact
+from .compact import build_lseg_compact, build_odise_compact, build_seem_compact
 from .lseg import build_lseg
 from .mat import Captioner, HFCaptioner, MaskCueCaptioner, align_masks, extract_adjectives, get_captioner, mat_sentence
 from .precomputed import build_precomputed
@@ -35,8 +36,26 @@ TEACHERS: dict[str, Callable[..., Teacher]] = {
     "precomputed": build_precomputed,
     "lseg_compact": build_lseg_compact,
     "seem_compact": build_seem_compact,
+    "odise_compact": build_odise_compact,
 }
 """Plain registry: teacher name -> builder ``(**kwargs) -> Teacher``."""
+
+def _display_names() -> dict[str, str]:
+    from .clip_dense import ClipDenseTeacher
+    from .compact import CompactContextTeacher, CompactDenseTeacher, CompactMaskTeacher
+    from .lseg import LSegTeacher
+    from .sam_clip import SamClipTeacher
+
+    classes = (ClipDenseTeacher, SamClipTeacher, LSegTeacher, CompactDenseTeacher, CompactMaskTeacher,
+               CompactContextTeacher)
+    return {**{c.name: c.display_name for c in classes}, "precomputed": "precomputed teacher outputs"}
+
+
+DISPLAY_NAMES: dict[str, str] = _display_names()
+"""Registry name -> the label the app shows for that teacher's layers (without building the teacher)."""
+
+DEMO_TEACHERS: tuple[str, ...] = ("lseg_compact", "seem_compact", "odise_compact")
+"""The shipped compact teachers, in fusion order (the demo, the app and ``sas capability`` default to them)."""
 
 
 def build_teacher(name: str, **kw) -> Teacher:
@@ -54,6 +73,7 @@ def build_teacher(name: str, **kw) -> Teacher:
     return teacher
 
 
-__all__ = ["TEACHERS", "build_teacher", "Teacher", "DenseTeacher", "MaskTeacher", "MaskPrediction", "TextEncoder",
+__all__ = ["TEACHERS", "DEMO_TEACHERS", "DISPLAY_NAMES", "build_teacher",
+           "Teacher", "DenseTeacher", "MaskTeacher", "MaskPrediction", "TextEncoder",
            "MiniLMTextEncoder", "OpenCLIPTextEncoder", "get_text_encoder", "align_masks", "Captioner",
            "MaskCueCaptioner", "HFCaptioner", "get_captioner", "extract_adjectives", "mat_sentence"]

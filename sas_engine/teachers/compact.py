@@ -10,6 +10,7 @@ Checkpoint (``checkpoints/lseg_compact.pt`` / ``seem_compact.pt``), loadable wit
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -64,10 +65,12 @@ class CompactDenseTeacher(DenseTeacher):
     name = "lseg_compact"
     display_name = "dense teacher (compact, LSeg-style)"
 
+    default_file = "lseg_compact.pt"
+
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu"):
         from .text import get_text_encoder
 
-        self.checkpoint = Path(checkpoint) if checkpoint else CHECKPOINT_DIR / "lseg_compact.pt"
+        self.checkpoint = Path(checkpoint) if checkpoint else CHECKPOINT_DIR / self.default_file
         ck = read_compact(self.checkpoint, "compact_dense")
         self.meta = ck["config"]
         self.metrics = ck.get("metrics", {})
@@ -85,7 +88,9 @@ class CompactDenseTeacher(DenseTeacher):
                 "train": self.meta.get("train", {})}
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        return (height + 3) // 4, (width + 3) // 4
+        s = float(self.meta["net"].get("input_scale", 1.0))
+        h, w = (height, width) if s == 1.0 else (int(math.floor(height * s)), int(math.floor(width * s)))
+        return (h + 3) // 4, (w + 3) // 4
 
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], *, frame_ids=None) -> list[torch.Tensor]:
@@ -94,6 +99,15 @@ class CompactDenseTeacher(DenseTeacher):
             x = to_input(torch.as_tensor(check_image(im))[None]).to(self.device)
             out.append(self.net(x)[0].permute(1, 2, 0).float().cpu())
         return out
+
+
+class CompactContextTeacher(CompactDenseTeacher):
+    """ODISE-style compact third teacher: a dense network at half input resolution whose receptive field spans the
+    whole frame (features at 1/8 of the frame), trained on its own data source (:mod:`.sources`)."""
+
+    name = "odise_compact"
+    display_name = "context teacher (compact, ODISE-style)"
+    default_file = "odise_compact.pt"
 
 
 class CompactMaskTeacher(MaskTeacher):
@@ -152,6 +166,11 @@ class CompactMaskTeacher(MaskTeacher):
 def build_lseg_compact(checkpoint: str | Path | None = None, device: str = "cpu", **_) -> CompactDenseTeacher:
     """Registry builder for ``lseg_compact`` (default weights: the shipped ``checkpoints/lseg_compact.pt``)."""
     return CompactDenseTeacher(checkpoint, device=device)
+
+
+def build_odise_compact(checkpoint: str | Path | None = None, device: str = "cpu", **_) -> CompactContextTeacher:
+    """Registry builder for ``odise_compact`` (default weights: the shipped ``checkpoints/odise_compact.pt``)."""
+    return CompactContextTeacher(checkpoint, device=device)
 
 
 def build_seem_compact(checkpoint: str | Path | None = None, device: str = "cpu",

@@ -1,14 +1,16 @@
-"""The two compact teacher networks trained on the embedded synthetic world (the demo's stand-ins for LSeg and SEEM).
+"""The compact teacher networks trained on the embedded synthetic world (the demo's stand-ins for LSeg, SEEM, ODISE).
 
-* :class:`CompactDenseNet` - LSeg-style: a small encoder-decoder CNN with a limited receptive field that embeds every
+* :class:`CompactDenseNet` - LSeg-style (and, at half input resolution with a whole-frame receptive field, the
+  ODISE-style third teacher): a small encoder-decoder CNN with a limited receptive field that embeds every
   pixel (at 1/4 resolution) into the text encoder's space; trained with LSeg's objective (per-pixel softmax over the
   similarities to the vocabulary's text embeddings).
 * :class:`CompactMaskNet` - SEEM-style: class-agnostic region proposals (:mod:`.proposals`) and a region classifier that
   pools a coarse, large-context CNN feature map inside each region, adds the region's shape statistics and a global
   scene-context vector, and embeds the region into the text space; it outputs (mask, label, score) triples.
 
-They see the same images but differ by construction (local texture vs. region shape and context), so their per-class
-strengths differ, which is what capability-guided fusion exploits.
+They differ by construction (local texture vs. region shape and context vs. coarse whole-frame context) and, above all,
+by the data each learned from (:mod:`.sources`), so their per-class strengths differ, which is what
+capability-guided fusion exploits.
 """
 from __future__ import annotations
 
@@ -49,6 +51,9 @@ class DenseNetConfig:
     the frame a pixel lies)."""
     embed_dim: int = 384
     """Output dimension = the text encoder's (384 for MiniLM)."""
+    input_scale: float = 1.0
+    """The network sees the image resized by this factor (0.5: a coarse, context-heavy model whose features come
+    at 1/8 of the frame's resolution; the third compact teacher). Output size ``ceil(floor(H * s) / 4)``."""
 
 
 def coord_channels(b: int, h: int, w: int, frame_hw: tuple[int, int] | None = None, offsets=None,
@@ -87,6 +92,9 @@ class CompactDenseNet(nn.Module):
             if coords is None:
                 coords = coord_channels(x.shape[0], x.shape[2], x.shape[3], device=x.device)
             x = torch.cat([x, coords.to(x.dtype)], 1)
+        if self.cfg.input_scale != 1.0:
+            x = F.interpolate(x, scale_factor=self.cfg.input_scale, mode="bilinear", align_corners=False,
+                              antialias=True, recompute_scale_factor=False)
         f1 = self.stem(x)
         up = F.interpolate(self.ctx(f1), size=f1.shape[-2:], mode="bilinear", align_corners=False)
         return F.normalize(self.head(self.fuse(torch.cat([up, f1], 1))), dim=1)

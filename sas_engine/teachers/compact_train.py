@@ -6,6 +6,7 @@ itself never sees ground truth.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -26,8 +27,9 @@ class CompactTrainConfig:
     """How the compact teachers are trained (the shipped checkpoints record the values used)."""
 
     train_split: str = "teach"
-    """Synthetic split whose frames (with per-pixel ground truth) train the teachers: ``teach`` (56 rooms). The
-    14-room ``train`` split the 3D student distils on was too little variety: validation mIoU plateaued at 27-30."""
+    """Synthetic split whose frames (with per-pixel ground truth) train a teacher. The shipped teachers each train
+    on their own source's split instead (:data:`RECIPES`, :mod:`.sources`); ``teach`` (56 rooms) is what the
+    previous two teachers shared, and is now the teaching rooms no teacher learns from."""
     val_split: str = "val"
     """Synthetic split whose frames measure per-class IoU (reported, never trained on)."""
     frame_step: int = 2
@@ -50,6 +52,9 @@ class CompactTrainConfig:
     dense_crop: tuple[int, int] = (128, 160)
     """(height, width) of the random crops the dense teacher is trained on (full-scale pixels, 1/4 of a frame's
     area: a local model needs no whole frames, and it is 4x cheaper)."""
+    dense_label_stride: int = 1
+    """Dense teachers: the loss is computed on every n-th pixel of every n-th row of the label images (2 for the
+    half-resolution third teacher trained on whole frames: the same loss at a quarter of the cost)."""
     lr: float = 3e-3
     """Adam learning rate (cosine-decayed to 5% over training)."""
     temperature: float = 0.07
@@ -66,7 +71,7 @@ class CompactTrainConfig:
 
 
 _ONLY = {"compact_dense": ("epochs_mask",),
-         "compact_mask": ("epochs_dense", "dense_context_blocks", "dense_context_dilation")}
+         "compact_mask": ("epochs_dense", "dense_context_blocks", "dense_context_dilation", "dense_label_stride")}
 
 
 def teacher_train_config(cfg: CompactTrainConfig, kind: str) -> dict:
@@ -76,6 +81,64 @@ def teacher_train_config(cfg: CompactTrainConfig, kind: str) -> dict:
     from ..config import config_dict
 
     return {k: v for k, v in config_dict(cfg).items() if k not in _ONLY[kind]}
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How one shipped compact teacher is made: its network, its own data source and its training length."""
+
+    name: str
+    """Registry name and checkpoint file stem (``checkpoints/<name>.pt``)."""
+    kind: str
+    """``compact_dense`` or ``compact_mask``."""
+    source: str
+    """Teaching source (:data:`sas_engine.teachers.sources.SOURCES`): its split and label granularity."""
+    epochs: int
+    """Training epochs."""
+    net: tuple[tuple[str, object], ...] = ()
+    """Overrides of the network config (:class:`DenseNetConfig` / :class:`MaskNetConfig`)."""
+    crop: tuple[int, int] | None = (128, 160)
+    """Dense teachers: random crop (h, w) in full-scale pixels; ``None`` = whole frames."""
+    label_stride: int = 1
+    """Dense teachers: :attr:`CompactTrainConfig.dense_label_stride`."""
+    seed: int = 0
+    """Seed of initialisation and data order."""
+
+
+RECIPES: dict[str, TeacherRecipe] = {
+    "lseg_compact": TeacherRecipe("lseg_compact", "compact_dense", "scene_parsing", epochs=32,
+                                  net=(("context_blocks", 3), ("context_dilation", 2)), crop=(128, 160), seed=0),
+    "seem_compact": TeacherRecipe("seem_compact", "compact_mask", "object_photos", epochs=16, seed=1),
+    "odise_compact": TeacherRecipe("odise_compact", "compact_dense", "home_tours", epochs=20,
+                                   net=(("input_scale", 0.5), ("context_blocks", 4),
+                                        ("context_dilation", 2)), crop=None, label_stride=2, seed=2),
+}
+"""Plain registry of the three shipped compact teachers (``scripts/train_compact_teachers.py`` trains them)."""
+
+
+def recipe_config(cfg: "CompactTrainConfig", recipe: TeacherRecipe) -> "CompactTrainConfig":
+    """``cfg`` with the recipe's own fields filled in (split, epochs, crop, dense context, seed)."""
+    from .sources import get_source
+
+    net = dict(recipe.net)
+    kw = {"train_split": get_source(recipe.source).split, "seed": recipe.seed}
+    if recipe.kind == "compact_dense":
+        kw.update(epochs_dense=recipe.epochs, dense_crop=recipe.crop or (1 << 14, 1 << 14),
+                  dense_label_stride=recipe.label_stride,
+                  dense_context_blocks=int(net.get("context_blocks", cfg.dense_context_blocks)),
+                  dense_context_dilation=int(net.get("context_dilation", cfg.dense_context_dilation)))
+    else:
+        kw.update(epochs_mask=recipe.epochs)
+    return dataclasses.replace(cfg, **kw)
+
+
+def recipe_train_record(cfg: "CompactTrainConfig", recipe: TeacherRecipe) -> dict:
+    """What a recipe-trained checkpoint records under ``config.train``: the effective training settings ``cfg``
+    (:func:`recipe_config` of the shared defaults), the recipe and the source's data card."""
+    from .sources import get_source
+
+    return {**teacher_train_config(cfg, recipe.kind), "recipe": {**dataclasses.asdict(recipe), "net": dict(recipe.net)},
+            "source": get_source(recipe.source).to_json()}
 
 
 def collect_frames(scene_paths, frame_step: int = 1, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +203,9 @@ def train_dense(images: np.ndarray, labels: np.ndarray, text: torch.Tensor, cfg:
                 coords = torch.stack([coords[:, 0].flip(-1), -coords[:, 1].flip(-1)], 1)
             feat = net(x, coords)
             logits = torch.einsum("bchw,kc->bkhw", feat, text) / cfg.temperature
+            if cfg.dense_label_stride > 1:  # labels at the pixel centres of a coarser grid
+                st = cfg.dense_label_stride
+                y = y[:, st // 2::st, st // 2::st]
             logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
             loss = F.cross_entropy(logits, y, weight=weight, ignore_index=IGNORE)
             opt.zero_grad()

@@ -24,10 +24,13 @@ def teacher_ckpts(tmp_path_factory):
     base = {"text_encoder": "minilm", "vocabulary": list(get_label_set("scannet20").prompt_names),
             "template": "a {} in a scene", "train": {}}
     dn, mn = CompactDenseNet(DenseNetConfig()), CompactMaskNet(MaskNetConfig())
+    cn = CompactDenseNet(DenseNetConfig(input_scale=0.5, context_blocks=4, context_dilation=2))
     save_compact(d / "dense.pt", "compact_dense", dn, {**base, "net": dataclasses.asdict(dn.cfg)}, {})
+    save_compact(d / "context.pt", "compact_dense", cn, {**base, "net": dataclasses.asdict(cn.cfg)}, {})
     save_compact(d / "mask.pt", "compact_mask", mn, {**base, "net": dataclasses.asdict(mn.cfg),
                                                     "proposals": dataclasses.asdict(ProposalConfig())}, {})
-    return {"lseg_compact": {"checkpoint": str(d / "dense.pt")}, "seem_compact": {"checkpoint": str(d / "mask.pt")}}
+    return {"lseg_compact": {"checkpoint": str(d / "dense.pt")}, "seem_compact": {"checkpoint": str(d / "mask.pt")},
+            "odise_compact": {"checkpoint": str(d / "context.pt")}}
 
 
 def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
@@ -40,7 +43,8 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     res = run_ablation(store, cfg, tmp_path / "report", export_student=tmp_path / "student.pt")
 
     # every row of Table 3 was evaluated on both tiny scenes
-    rows = ["fused.lseg_compact", "fused.seem_compact", "fused.add", "fused.linear", "fused.sas"] + \
+    rows = ["fused.lseg_compact", "fused.seem_compact", "fused.odise_compact", "fused.add", "fused.linear",
+            "fused.sas"] + \
            [f"pred3d.abl_{n}" for n, _, _ in RUNS] + [f"pred3d.abl_{n}_tta" for n, _, _ in RUNS]
     assert list(res["sources"]) == rows
     for r in rows:
@@ -63,9 +67,9 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     assert (tmp_path / "report" / "training_curves.png").stat().st_size > 1000
     # the 3D rows are also scored on the held-out rooms (here the first tiny room), in the JSON and their own report
     held = out["meta"]["held_out"]
-    assert held["split"] == "tiny" and held["rooms"] == 1 and set(held["miou"]) == set(rows[5:])
+    assert held["split"] == "tiny" and held["rooms"] == 1 and set(held["miou"]) == set(rows[6:])
     ho = json.loads((tmp_path / "report" / "ablation_held_out.json").read_text())
-    assert len(ho["scenes"]) == 1 and all(abs(ho["sources"][r]["miou"] - held["miou"][r]) < 0.01 for r in rows[5:])
+    assert len(ho["scenes"]) == 1 and all(abs(ho["sources"][r]["miou"] - held["miou"][r]) < 0.01 for r in rows[6:])
 
     # rows (a) and (b) start at lr; row (c) resumes (b)'s best weights at the gentler stage-2 rate
     runs = store.root / "runs"
@@ -100,8 +104,9 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     assert m.any() and torch.allclose(sas["weights"][m].sum(1), torch.ones(int(m.sum())), atol=1e-4)
     single = store.read_any(sid, "fused.lseg_compact")
     assert torch.equal(single["votes"].sum(1), single["view_count"].to(single["votes"].dtype))
-    table = json.loads(store.path(None, "capability.synthetic", ".json").read_text())
-    assert np.array(table["scores"], dtype=float).shape == (2, 20)
+    table = json.loads(store.path(None, "capability.rooms", ".json").read_text())
+    assert np.array(table["scores"], dtype=float).shape == (3, 20)
+    assert sas["weights"].shape[1] == 3 and sas["teachers"] == ["lseg_compact", "seem_compact", "odise_compact"]
     assert table["images"] and (store.root / "_shared" / table["images"][0]["image"]).is_file()
 
     # a second run only reads the caches

@@ -40,14 +40,14 @@ def scene_and_store(tmp_path):
                    geometry=geometry)
     table = CapabilityTable(scores=np.array([[0.8, 0.2, np.nan], [0.3, 0.6, 0.5]]), teachers=["a", "b"],
                             classes=classes, words=words, linear_weights=[0.3, 0.7], linear_miou=0.5)
-    save_capability_table(store, table, "synthetic")
+    save_capability_table(store, table, "rooms")
     return scene, store, feats, masks, table, emb
 
 
 def test_fuse_modes(scene_and_store):
     scene, store, feats, masks, table, emb = scene_and_store
     common = [str(scene), "--teachers", "a,b", "--store", str(store.root)]
-    assert main(["fuse", *common, "--mode", "sas", "--tau", "0.1"]) == 0
+    assert main(["fuse", *common, "--mode", "sas", "--tau", "0.1", "--weighting", "mean"]) == 0
     got = load_any(store, "scene0007_00", "fused.sas")
     want = capability_fuse(feats, masks, table.scores, emb, tau=0.1)
     assert got["teachers"] == ["a", "b"]
@@ -72,7 +72,7 @@ def test_add_needs_no_table_and_combined_follows_its_inputs(scene_and_store):
     """Plain averaging runs without a capability table; a combination is recomputed when an input fusion changed
     and refused when it belongs to other points."""
     scene, store, feats, masks, table, emb = scene_and_store
-    store.path(None, "capability.synthetic", ".json").unlink()
+    store.path(None, "capability.rooms", ".json").unlink()
     common = [str(scene), "--teachers", "a,b", "--store", str(store.root)]
     assert main(["fuse", *common, "--mode", "add"]) == 0
     assert torch.equal(load_any(store, "scene0007_00", "fused.add")["features"], add_fuse(feats, masks).features)
@@ -187,7 +187,7 @@ def test_suggested_commands_parse_as_printed(scene_and_store, capsys):
     from sas_engine.cli import build_parser
 
     scene, store, *_ = scene_and_store
-    store.path(None, "capability.synthetic", ".json").unlink()
+    store.path(None, "capability.rooms", ".json").unlink()
     capsys.readouterr()
     assert main(["fuse", str(scene), "--teachers", "a,b", "--store", str(store.root), "--mode", "sas"]) == 2
     assert main(["fuse", str(scene), "--store", str(store.root), "--mode", "my_teacher"]) == 2
