@@ -114,6 +114,22 @@ def scene_box(points: np.ndarray, trim: float = 0.005) -> tuple[np.ndarray, np.n
     return np.quantile(pts, trim, axis=0), np.quantile(pts, 1.0 - trim, axis=0)
 
 
+def _fit_distance(lo, hi, back, fov: float, aspect: float) -> float:
+    """Smallest distance from the centre of the z-up box (``lo``, ``hi``), along the unit vector ``back`` (centre ->
+    camera), at which a camera looking back at the centre with +z up has all 8 corners inside its view frustum
+    (vertical ``fov`` in radians, width / height ``aspect``)."""
+    center = (lo + hi) / 2
+    fwd = -back
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up_cam = np.cross(right, fwd)
+    tan_v = np.tan(float(fov) / 2)
+    tan_h = tan_v * max(float(aspect), 1e-3)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - center
+    need = np.maximum(np.abs(corners @ right) / tan_h, np.abs(corners @ up_cam) / tan_v) - corners @ fwd
+    return float(need.max())
+
+
 def frame_camera(lo, hi, fov: float = DEFAULT_FOV, aspect: float = 16 / 9, elevation: float = VIEW_ELEVATION,
                  azimuth: float = VIEW_AZIMUTH, margin: float = 1.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(camera position, look-at point, up direction) that frame a z-up box from a 3/4 elevated viewpoint.
@@ -135,16 +151,7 @@ def frame_camera(lo, hi, fov: float = DEFAULT_FOV, aspect: float = 16 / 9, eleva
         across, along = np.array([-1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     horiz = np.cos(az) * across + np.sin(az) * along
     back = np.cos(el) * horiz + np.array([0.0, 0.0, np.sin(el)])  # unit vector, centre -> camera
-    fwd = -back
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    up_cam = np.cross(right, fwd)
-    tan_v = np.tan(float(fov) / 2)
-    tan_h = tan_v * max(float(aspect), 1e-3)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - center
-    depth = corners @ fwd  # along the view, relative to the centre
-    need = np.maximum(np.abs(corners @ right) / tan_h, np.abs(corners @ up_cam) / tan_v) - depth
-    dist = max(float(need.max()) * margin, float(np.linalg.norm(ext)) / 2 * 1.01)
+    dist = max(_fit_distance(lo, hi, back, fov, aspect) * margin, float(np.linalg.norm(ext)) / 2 * 1.01)
     return center + dist * back, center, np.array([0.0, 0.0, 1.0])
 
 
@@ -161,15 +168,7 @@ def frame_object(lo, hi, room_lo, room_hi, fov: float = DEFAULT_FOV, aspect: flo
     horiz = np.array([0.0, -1.0, 0.0]) if np.linalg.norm(d) < 1e-6 else np.array([d[0], d[1], 0.0]) / np.linalg.norm(d)
     el = np.deg2rad(elevation)
     back = np.cos(el) * horiz + np.array([0.0, 0.0, np.sin(el)])
-    fwd = -back
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    up_cam = np.cross(right, fwd)
-    tan_v = np.tan(float(fov) / 2)
-    tan_h = tan_v * max(float(aspect), 1e-3)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - center
-    need = np.maximum(np.abs(corners @ right) / tan_h, np.abs(corners @ up_cam) / tan_v) - corners @ fwd
-    dist = max(float(need.max()) * margin, float(np.linalg.norm(hi - lo)) / 2 * 1.01, 0.3)
+    dist = max(_fit_distance(lo, hi, back, fov, aspect) * margin, float(np.linalg.norm(hi - lo)) / 2 * 1.01, 0.3)
     # stay inside the room (5 cm from its walls, floor and ceiling)
     inner_lo, inner_hi = rlo + 0.05, rhi - 0.05
     t_max = np.inf
