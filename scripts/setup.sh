@@ -27,7 +27,7 @@ fi
 # the package itself, editable, so that `sas` works from anywhere; reinstalled only when it points elsewhere
 here=$(pwd -P)
 there=$(cd / && $PY -c 'import pathlib, sas_engine; print(pathlib.Path(sas_engine.__file__).resolve().parents[1])' 2>/dev/null || true)
-if [ "$there" != "$here" ] || ! command -v sas >/dev/null; then
+if [ "$there" != "$here" ] || ! command -v sas >/dev/null || ! command -v sas-app >/dev/null; then
   echo "[setup] pip install -e . (the sas command)"
   $PY -m pip install -q --no-deps --no-build-isolation -e .
 fi
