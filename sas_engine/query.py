@@ -32,10 +32,11 @@ encoder calls are serialised (Hugging Face tokenizers are not safe to call from 
 """
 from __future__ import annotations
 
+import collections
 import threading
 import unicodedata
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -249,6 +250,17 @@ class _SceneState:
     scene_id: str
     unit: torch.Tensor  # float16 [N, C], rows L2-normalised, zero rows where mask is False
     mask: np.ndarray  # bool [N]
+    columns: "collections.OrderedDict[bytes, np.ndarray]" = field(default_factory=collections.OrderedDict,
+                                                                  compare=False, repr=False)
+    """Cosine columns float32 [N] already computed, by the bytes of their float32 text embedding (LRU, at most
+    :data:`COLUMN_CACHE` of them): the vocabulary names and negatives of a relevance query are the same for every
+    query, so only the typed text's own column is new."""
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+
+COLUMN_CACHE = 32
+"""Cosine columns kept per scene state (32 x 150k points x 4 bytes = 19 MB at most): the 20 names and 4 negatives of
+a relevance query stay (every query touches them), typed texts come and go."""
 
 
 class QueryEngine:
@@ -448,18 +460,39 @@ class QueryEngine:
                      torch.stack(cols), np.asarray(owner, dtype=np.int64), col_names)
 
     def _cosines(self, st: _SceneState, emb: torch.Tensor) -> np.ndarray:
-        """float32 [N, K] cosine of every point with each (normalised) row of ``emb``; NaN rows where masked."""
-        emb_t = emb.to(torch.float32).T.contiguous()
+        """float32 [N, K] cosine of every point with each (normalised) row of ``emb``; NaN rows where masked.
+
+        Columns computed before for this scene state (same embedding bytes) are reused, so a relevance query
+        computes the typed text's column and not again the vocabulary's and the negatives'."""
+        emb32 = emb.to(torch.float32).contiguous()
+        keys = [row.numpy().tobytes() for row in emb32]
         n = st.unit.shape[0]
-        out = torch.empty((n, emb.shape[0]), dtype=torch.float32)
-        buf = torch.empty((min(self.chunk_rows, n), st.unit.shape[1]), dtype=torch.float32)
-        for s in range(0, n, self.chunk_rows):
-            e = min(n, s + self.chunk_rows)
-            b = buf[: e - s]
-            b.copy_(st.unit[s:e])
-            torch.mm(b, emb_t, out=out[s:e])
-        res = out.numpy()
-        res[~st.mask] = np.nan
+        res = np.empty((n, len(keys)), dtype=np.float32)
+        with st.lock:
+            hit = {i: st.columns[k] for i, k in enumerate(keys) if k in st.columns}
+            for k in keys:
+                if k in st.columns:
+                    st.columns.move_to_end(k)
+        todo = [i for i in range(len(keys)) if i not in hit]
+        for i, col in hit.items():
+            res[:, i] = col
+        if todo:
+            emb_t = emb32[todo].T.contiguous()
+            out = torch.empty((n, len(todo)), dtype=torch.float32)
+            buf = torch.empty((min(self.chunk_rows, n), st.unit.shape[1]), dtype=torch.float32)
+            for s in range(0, n, self.chunk_rows):
+                e = min(n, s + self.chunk_rows)
+                b = buf[: e - s]
+                b.copy_(st.unit[s:e])
+                torch.mm(b, emb_t, out=out[s:e])
+            new = out.numpy()
+            new[~st.mask] = np.nan
+            res[:, todo] = new
+            with st.lock:
+                for j, i in enumerate(todo):
+                    st.columns[keys[i]] = new[:, j].copy()
+                while len(st.columns) > COLUMN_CACHE:
+                    st.columns.popitem(last=False)
         return res
 
     def _scored(self, st: _SceneState, plan: "_Plan", cfg: RelevanceConfig, groups: Optional[np.ndarray],

@@ -254,3 +254,42 @@ def test_tune_rooms_are_disjoint_from_every_other_split():
     for name, spec in SPLITS.items():
         if name != "tune":
             assert not {s for s, _ in tune.scenes} & {s for s, _ in spec.scenes}, name
+
+
+def test_relevance_reuses_the_vocabulary_columns_and_matches_a_fresh_engine():
+    """The vocabulary's and the negatives' cosine columns are computed once per scene state; later queries compute
+    only their own column, and give exactly what a fresh engine (empty cache) gives."""
+    import numpy as np
+    import torch
+
+    from sas_engine import query as Q
+
+    class Enc:
+        dim = 16
+
+        def encode(self, texts):
+            g = [torch.Generator().manual_seed(abs(hash(t)) % (2 ** 31)) for t in texts]
+            e = torch.stack([torch.randn(16, generator=x) for x in g])
+            return e / e.norm(dim=1, keepdim=True)
+
+    rng = np.random.default_rng(0)
+    feats = torch.as_tensor(rng.normal(size=(500, 16)).astype(np.float32))
+    vocab = ["chair", "table", "sofa", "bed"]
+    eng = Q.QueryEngine(Enc())
+    eng.set_scene("s", feats)
+    first = eng.relevance("lamp", vocab)
+    cached = len(eng._state.columns)
+    assert 0 < cached <= Q.COLUMN_CACHE
+    calls = []
+    real_mm = torch.mm
+    torch.mm = lambda a, b, out=None: (calls.append(b.shape[1]), real_mm(a, b, out=out))[1]
+    try:
+        again = eng.relevance("a reading lamp", vocab)
+    finally:
+        torch.mm = real_mm
+    assert calls and max(calls) <= 4  # only the new text's prompt-ensemble rows, never the whole vocabulary again
+    fresh = Q.QueryEngine(Enc())
+    fresh.set_scene("s", feats)
+    for text, got in (("lamp", first), ("a reading lamp", again)):
+        want = fresh.relevance(text, vocab)
+        assert np.allclose(got.score, want.score, atol=1e-6) and np.allclose(got.cosine, want.cosine, atol=1e-6)
