@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import config_dict
 from .pipeline import PipelineConfig, build_teachers, ensure_capability, fuse_combined, run_split
 from .store import ArtefactStore, atomic_write
 
@@ -68,10 +69,11 @@ def _table_rows(table, names) -> np.ndarray:
 
 def run_fusion_study(store: ArtefactStore, cfg: FusionStudyConfig, out_dir: Path) -> dict:
     """Run the study (every stage cached in ``store``) and write ``fusion.md``, ``fusion.json`` and the plots."""
-    from .capability import save_capability_table
+    from .capability import load_capability_table, save_capability_table
     from .capability.artefacts import load_any
-    from .capability.oracle import capability_correlation, in_room_iou
-    from .capability.table import CapabilityTable
+    from .capability.oracle import capability_correlation, oracle_table
+    from .capability.table import KIND as CAPABILITY_KIND
+    from .errors import StaleArtefactError
     from .eval.evaluate import evaluate_sources, store_source
     from .io import load_scene
     from .labels import get_label_set
@@ -96,13 +98,21 @@ def run_fusion_study(store: ArtefactStore, cfg: FusionStudyConfig, out_dir: Path
     # -- teaching rooms: in-room IoU, oracle table, correlation ---------------------------------------------
     t = time.time()
     sel_paths = ensure_split(cfg.select_split, first=max(cfg.oracle_rooms, cfg.select_rooms))
-    room_iou, prov = in_room_iou(teachers, sel_paths[:cfg.oracle_rooms], words, enc, cfg.frame_step)
-    oracle = CapabilityTable(scores=room_iou, teachers=names, classes=classes, mode="pooled", scores_pooled=room_iou,
-                             image_counts=np.array(prov["frames_with_class"], np.int64), words=words,
-                             provenance=[{"synthesizer": "oracle", "split": cfg.select_split, **prov}])
-    save_capability_table(store, oracle, "oracle", config={
-        "synth": "oracle", "split": cfg.select_split, "rooms": cfg.oracle_rooms, "frame_step": cfg.frame_step,
-        "teacher_configs": [tt.config() for tt in teachers]})
+    oracle_conf = {"synth": "oracle", "split": cfg.select_split, "rooms": cfg.oracle_rooms,
+                   "frame_step": cfg.frame_step, "teacher_configs": [tt.config() for tt in teachers]}
+    try:  # measured once per teachers and rooms, then read back
+        cached = store.load_json(None, "capability.oracle", kind=CAPABILITY_KIND, config=oracle_conf,
+                                 inputs={"teachers": names, "classes": classes})
+    except StaleArtefactError:
+        cached = None
+    if cached is not None:
+        oracle = load_capability_table(store, "oracle")
+    else:
+        oracle = oracle_table(teachers, sel_paths[:cfg.oracle_rooms], words, enc, cfg.frame_step)
+        oracle.classes, oracle.words = classes, words
+        oracle.provenance[0]["split"] = cfg.select_split
+        save_capability_table(store, oracle, "oracle", config=oracle_conf)
+    room_iou, prov = oracle.scores, oracle.provenance[0]
     timings["in_room_iou_s"] = round(time.time() - t, 1)
     corr = {pcfg.synthesizer: capability_correlation(_table_rows(table, names), room_iou, names, classes)}
     plain = None
@@ -163,7 +173,7 @@ def run_fusion_study(store: ArtefactStore, cfg: FusionStudyConfig, out_dir: Path
     timings["total_s"] = round(time.time() - t0, 1)
 
     summary = _summary(res_val, res_sel, names, pair, corr, grid, (best_tau, best_w), pcfg)
-    out = {"config": _jsonable(cfg), "timings": timings, "summary": summary, "correlation": corr,
+    out = {"config": config_dict(cfg), "timings": timings, "summary": summary, "correlation": corr,
            "in_room_iou": {n: _pct(room_iou[i]) for i, n in enumerate(names)},
            "capability": {pcfg.synthesizer: {n: _pct(table.row(n)) for n in names},
                           **({"synthetic": {n: _pct(plain.row(n)) for n in names}} if plain is not None else {})},
@@ -200,11 +210,6 @@ def _summary(res_val, res_sel, names, pair, corr, grid, best, pcfg) -> dict:
     if "study.sas_m2" in v:
         out["bars"]["sas_m3_minus_m2"] = round(sas - v["study.sas_m2"], 2)
     return out
-
-
-def _jsonable(cfg) -> dict:
-    d = dataclasses.asdict(cfg)
-    return json.loads(json.dumps(d, default=str))
 
 
 def _write(out: dict, res_val: dict, out_dir: Path) -> None:

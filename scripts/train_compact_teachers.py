@@ -106,16 +106,17 @@ def main(argv=None) -> int:
                                                     "train_s": timings[f"{name}_train_s"],
                                                     "train_cpu_s": timings[f"{name}_train_cpu_s"],
                                                     "threads": args.threads})
-    for name, recipe in RECIPES.items():  # --only: report the others as saved
-        if name not in report and (args.out / f"{name}.pt").is_file():
-            report[name] = _recorded_iou(args.out / f"{name}.pt", recipe.kind, ls)
+    for name, recipe in RECIPES.items():  # --only: report the others as saved, with their recorded timings
+        path = args.out / f"{name}.pt"
+        if name not in report and path.is_file():
+            report[name], rec_timings, rec_frames = _recorded(path, recipe.kind, ls)
+            timings.update(rec_timings)
+            if rec_frames is not None:
+                frames[name] = rec_frames
     report = {n: report[n] for n in RECIPES if n in report}
     sizes = {f"{n}_mb": round((args.out / f"{n}.pt").stat().st_size / 2 ** 20, 2) for n in report}
-    for name in report:  # timings and frame counts of teachers trained by earlier --only runs
-        rec = _recorded_timings(args.out / f"{name}.pt", RECIPES[name].kind)
-        for key, val in rec.items():
-            (frames if key == "train_frames" else timings).setdefault(key if key != "train_frames" else name, val)
-    _write_report(args.report, ls, report, {**timings, "threads": args.threads, "train_frames": frames, **sizes},
+    run = {"threads": args.threads} if only else {}  # --report-only trains nothing: per-teacher threads only
+    _write_report(args.report, ls, report, {**timings, **run, "train_frames": frames, **sizes},
                   "python3 scripts/train_compact_teachers.py --threads 2")
     return 0
 
@@ -127,30 +128,20 @@ def _metrics(ls, iou, val_frames: int) -> dict:
             "val_miou": round(float(np.nanmean(iou)) * 100, 2), "val_frames": int(val_frames)}
 
 
-def _recorded_timings(path: Path, kind: str) -> dict:
-    """Training time, CPU time and frame count recorded in a saved compact checkpoint's metrics."""
-    from sas_engine.teachers.compact import read_compact
-
-    m = read_compact(path, kind)["metrics"]
-    name = path.stem
-    out = {}
-    if "train_s" in m:
-        out[f"{name}_train_s"] = m["train_s"]
-        out[f"{name}_train_cpu_s"] = m["train_cpu_s"]
-        out[f"{name}_threads"] = m.get("threads")
-    if "train_frames" in m:
-        out["train_frames"] = m["train_frames"]
-    return out
-
-
-def _recorded_iou(path: Path, kind: str, ls):
-    """Per-class IoU (fractions, NaN = unscored) recorded in a saved compact checkpoint's metrics."""
+def _recorded(path: Path, kind: str, ls):
+    """What a saved compact checkpoint's metrics record: per-class IoU (fractions, NaN = unscored), the training
+    timings (``<name>_train_s``, ``_train_cpu_s``, ``_threads``) and the training frame count (or None)."""
     import numpy as np
 
     from sas_engine.teachers.compact import read_compact
 
-    val = read_compact(path, kind)["metrics"].get("val_iou", {})
-    return np.array([np.nan if val.get(n) is None else val[n] / 100 for n in ls.names])
+    m = read_compact(path, kind)["metrics"]
+    val = m.get("val_iou", {})
+    iou = np.array([np.nan if val.get(n) is None else val[n] / 100 for n in ls.names])
+    name = path.stem
+    timings = ({f"{name}_train_s": m["train_s"], f"{name}_train_cpu_s": m["train_cpu_s"],
+                f"{name}_threads": m.get("threads")} if "train_s" in m else {})
+    return iou, timings, m.get("train_frames")
 
 
 def _write_report(stem: Path, ls, report: dict, timings: dict, command: str) -> None:

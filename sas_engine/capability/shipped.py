@@ -45,7 +45,8 @@ def install_shipped_table(store: ArtefactStore, name: str, config: dict, inputs:
     if not src.is_file():
         return False
     try:
-        obj = json.loads(src.read_text())
+        text = src.read_text()
+        obj = json.loads(text)
         head = obj["__header__"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("ignoring shipped capability table %s: %s", src, e)
@@ -62,7 +63,7 @@ def install_shipped_table(store: ArtefactStore, name: str, config: dict, inputs:
     for f in files:
         data = (Path(folder) / f).read_bytes()
         store.write_bytes(None, f, data)
-    atomic_write(store.path(None, name, ".json"), lambda fh: fh.write(src.read_text()), mode="w")
+    atomic_write(store.path(None, name, ".json"), lambda fh: fh.write(text), mode="w")
     log.info("installed the shipped capability table %s", src.name)
     return True
 
@@ -70,10 +71,10 @@ def install_shipped_table(store: ArtefactStore, name: str, config: dict, inputs:
 def export_shipped_table(store: ArtefactStore, name: str, folder: Optional[Path] = None) -> Path:
     """Write the store's ``<name>.json`` and its gallery files into ``folder`` (default :data:`SHIPPED_DIR`),
     replacing an earlier export of the same name. Returns the JSON path."""
-    src = store.path(None, name, ".json")
-    obj = json.loads(src.read_text())
+    text = store.path(None, name, ".json").read_text()
+    obj = json.loads(text)
     folder = Path(folder) if folder is not None else SHIPPED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for f in _files(obj):
         shutil.copyfile(store.root / SHARED / f, folder / f)
-    return atomic_write(folder / f"{name}.json", lambda fh: fh.write(src.read_text()), mode="w")
+    return atomic_write(folder / f"{name}.json", lambda fh: fh.write(text), mode="w")
