@@ -14,14 +14,17 @@ One URL is printed once both servers answer.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
+import tyro
+
+from sas_engine.commands.common import Up, parse
 from sas_engine.errors import SASError, SASInputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,33 +33,44 @@ DEFAULT_DATA = Path(os.environ.get("SAS_DATA", REPO / "data" / "synthetic"))
 log = logging.getLogger("sas.launch")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="launch.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenes", nargs="*", type=Path, help="scene folders or files to open (default: the embedded demo)")
-    p.add_argument("--dataset", default=None, help="dataset preset (scannet, matterport, nuscenes, synthetic) of the "
-                                                   "scenes opened (default: detected from each scene's layout)")
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="without scene arguments: open every scene found in this folder (captures, ScanNet scans, "
-                        "bare .ply scans one level down); scenes may also be opened from it in the page "
-                        f"(default {DEFAULT_DATA})")
-    p.add_argument("--host", default="127.0.0.1", help="interface to serve on (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="port of the page (default 7860)")
-    p.add_argument("--viser-port", type=int, default=8080, help="port of the embedded 3D viewer (default 8080)")
-    p.add_argument("--device", default="cpu", help="torch device for the text encoder and the demo build")
-    p.add_argument("--checkpoints", type=Path, default=None, help="folder of model weights (real teachers, 3D model)")
-    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"artefact store (default {DEFAULT_STORE})")
-    p.add_argument("--text-encoder", default=None, help="'minilm' (default) or 'openclip:<arch>:<weights path>'")
-    p.add_argument("--no-build", action="store_true", help="compute nothing (neither the demo nor the layers of "
-                                                          "your scenes); show what the store holds")
-    p.add_argument("--up", default=None, metavar="UP", help=_up_help())
-    return p
+@dataclass
+class LaunchConfig:
+    """Start the SAS app: the embedded demo, scene folders, or every scene of a data root (one URL is printed)."""
+
+    scenes: tyro.conf.Positional[Annotated[list[Path], tyro.conf.arg(metavar="SCENE")]] = field(default_factory=list)
+    """Scene folders or files to open (default: the embedded demo)."""
+    dataset: Optional[str] = None
+    """Dataset preset (scannet, matterport, nuscenes, synthetic) of the scenes opened (default: detected from each
+    scene's layout)."""
+    data_root: Annotated[Optional[Path], tyro.conf.arg(metavar="DIR")] = None
+    """Without scene arguments: open every scene found in this folder (captures, ScanNet scans, bare .ply scans one
+    level down); scenes may also be opened from it in the page (default: the demo's, $SAS_DATA or
+    <repo>/data/synthetic)."""
+    host: str = "127.0.0.1"
+    """Interface to serve on (default: this machine only)."""
+    port: int = 7860
+    """Port of the page."""
+    viser_port: int = 8080
+    """Port of the embedded 3D viewer."""
+    device: str = "cpu"
+    """Torch device for the text encoder and the builds."""
+    store: Path = DEFAULT_STORE
+    """Artefact store ($SAS_STORE or <repo>/store)."""
+    text_encoder: Optional[str] = None
+    """'minilm' (default) or 'openclip:<arch>:<weights path>'."""
+    no_build: bool = False
+    """Compute nothing (neither the demo nor the layers of your scenes); show what the store holds."""
+    up: Up = None
+    """Gravity alignment of the scene arguments and --data-root scenes (see the help text)."""
+    trust_pickle: bool = False
+    """Allow full unpickling of legacy pickled .pth files among the scene arguments and --data-root scenes (only
+    files you trust; $SAS_TRUST_PICKLE=1 does the same). Scenes opened from the page never are."""
 
 
-def _up_help() -> str:
-    from sas_engine.commands.common import UP_HELP
-
-    return UP_HELP
+def parse_args(argv: Optional[Sequence[str]] = None) -> LaunchConfig:
+    """The :class:`LaunchConfig` of a command line (``--help`` prints it; a bad one is one ``error:`` line, exit 2).
+    Values are checked by :func:`check_args`."""
+    return parse(LaunchConfig, argv, prog="launch.py")
 
 
 CAPTURE_OWN_PLY = ("sas_reconstruction.ply", "mesh.ply", "points.ply")
@@ -132,6 +146,15 @@ def _stored_scene_ids(store: Path) -> list[str]:
     return sorted(d.name for d in store.iterdir() if d.is_dir() and not d.name.startswith(("_", ".")))
 
 
+def cli_trust_pickle(args) -> bool:
+    """Whether the scene paths of this command line may be fully unpickled: ``--trust-pickle``, or
+    ``$SAS_TRUST_PICKLE=1`` (read here, for the command line's own paths only; the app passes an explicit
+    ``trust_pickle`` to every loader, so the variable never reaches what the page opens)."""
+    from sas_engine.io.files import TRUST_PICKLE_ENV
+
+    return bool(getattr(args, "trust_pickle", False)) or os.environ.get(TRUST_PICKLE_ENV, "") == "1"
+
+
 def setup_state(args) -> tuple["object", Optional[callable]]:
     """The app state with the scenes registered; plus the demo build to run in the background (or ``None``)."""
     from .state import AppState, find_scene_folder
@@ -147,17 +170,18 @@ def setup_state(args) -> tuple["object", Optional[callable]]:
             log.warning("--up applies to scene arguments and --data-root scenes; the demo scenes are z up already")
             up = None
     state = AppState(args.store, roots, text_encoder_spec=args.text_encoder, device=args.device, up=up)
+    trust = cli_trust_pickle(args)  # for the paths named on this command line only; the page's "Open" never trusts
     if args.scenes:
         ids = []
         for s in args.scenes:
-            sid = state.add_scene_path(s, dataset=args.dataset, check_roots=False)
+            sid = state.add_scene_path(s, dataset=args.dataset, check_roots=False, trust_pickle=trust)
             print(f"scene {sid}: {s}")
             ids.append(sid)
         return state, _scene_build(state, ids, args)
     if args.data_root is not None:  # every scene found there (nothing is created or written in the root)
         found = discover_scenes(data_root, args.dataset)
         for sid, p in found:
-            state.add_scene_path(p, scene_id=sid, dataset=args.dataset, check_roots=False)
+            state.add_scene_path(p, scene_id=sid, dataset=args.dataset, check_roots=False, trust_pickle=trust)
         print(f"{len(found)} scene(s) under {data_root}: {', '.join(sid for sid, _ in found[:8])}"
               + (" ..." if len(found) > 8 else ""))
         return state, _scene_build(state, [sid for sid, _ in found], args)
@@ -185,17 +209,13 @@ def setup_state(args) -> tuple["object", Optional[callable]]:
             bar.n = round(frac * 100, 1)
             bar.set_postfix_str(msg[:60], refresh=True)
 
-        import inspect
-
         def on_scene(sid: str, folder: Path) -> None:  # a room can be opened, or got new layers
             state.add_scene_path(folder, scene_id=sid, check_roots=False)
             state.layers_changed(sid)
 
-        params = inspect.signature(build_demo).parameters
-        extra = {k: v for k, v in (("device", args.device), ("checkpoints", args.checkpoints),
-                                   ("on_scene", on_scene)) if k in params}
         try:
-            ids = state.run_build(lambda progress: build_demo(args.store, data_root, progress=progress, **extra),
+            ids = state.run_build(lambda progress: build_demo(args.store, data_root, progress=progress,
+                                                              device=args.device, on_scene=on_scene),
                                   lambda sid: find_scene_folder([data_root], sid), on_progress)
             on_progress(1.0, f"{len(ids)} scenes ready")
         except Exception as e:  # the page shows it too
@@ -258,8 +278,6 @@ def check_args(args) -> None:
     store = Path(args.store).expanduser()
     if store.exists() and not store.is_dir():
         raise SASInputError(store, "--store: exists but is not a folder")
-    if args.checkpoints is not None and not Path(args.checkpoints).expanduser().is_dir():
-        raise SASInputError(args.checkpoints, "--checkpoints: folder not found")
     if not str(args.host).strip():
         raise SASInputError(None, "--host is empty: pass an interface such as 127.0.0.1")
     for flag, port in (("--port", args.port), ("--viser-port", args.viser_port)):
@@ -294,7 +312,10 @@ def _stop_on_sigterm(signum, frame) -> None:  # pragma: no cover - exercised thr
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # --help (0), or a command line that does not parse (2: its error line is printed)
+        return e.code if isinstance(e.code, int) else 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

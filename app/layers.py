@@ -9,6 +9,7 @@ match the scene (wrong point count, missing key) - a layer is never faked.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from sas_engine.errors import SASInputError, StaleArtefactError
+from sas_engine.errors import SASInputError
 from sas_engine.scene import Scene
 from sas_engine.store import ArtefactStore
+
+log = logging.getLogger(__name__)
 
 FUSIONS = ("sas", "linear", "add")
 """Multi-teacher fusion artefacts, best first."""
@@ -159,73 +162,69 @@ class SceneLayers:
 
     # -- payloads ----------------------------------------------------------------------------------------------
     def payload(self, artefact: str) -> dict:
-        """The artefact's payload (cached); :class:`SASInputError` naming the file when unreadable or inconsistent."""
+        """The artefact's payload without its feature matrix (cached; mask, weights, view counts, teachers, config,
+        superpoints); :class:`SASInputError` naming the file when unreadable or inconsistent. The features are
+        never kept here: :meth:`features` reads them for the app's query engine, which holds the only copy."""
         with self._lock:
             got = self._payloads.get(artefact)
         if got is not None:
             return got
+        return self._load(artefact)[0]
+
+    def _load(self, artefact: str) -> tuple[dict, Optional[torch.Tensor]]:
+        """(payload without features, features or None), read from the store; the payload is cached."""
         if artefact in self.broken:
             raise SASInputError(None, self.broken[artefact])
         try:
-            got = self._read(artefact)
+            full = self._read(artefact)
         except SASInputError as e:
             self.broken[artefact] = str(e)
             raise
+        feats = full.pop("features", None)
         with self._lock:
-            self._payloads[artefact] = got
-        return got
+            light = self._payloads.setdefault(artefact, full)
+        return light, feats
 
     def _read(self, artefact: str) -> dict:
         if self.store is None:
             raise SASInputError(None, f"no artefact store configured for {self.scene_id}")
-        p = self.store.path(self.scene_id, artefact)
-        try:
-            obj = self.store.read_any(self.scene_id, artefact, geometry=self.scene.geometry_digest)
-        except StaleArtefactError as e:
-            raise SASInputError(None, str(e)) from None
-        if obj is None:
-            raise SASInputError(p, "artefact not found")
-        n = self.scene.num_points
+        from sas_engine.artefacts import read
+
+        # one checked read (sas_engine.artefacts): store format version, the scene's geometry digest, and the schema
+        # of the kind the name implies (fields, dtypes, shapes: N rows, weights [N, T] over T teachers...)
+        obj = read(self.store, self.scene_id, artefact, geometry=self.scene.geometry_digest, kind=None,
+                   required=True, header=True)
         if artefact == "superpoints":
-            sp = _array(obj, "superpoints", p)
-            if sp.shape != (n,):
-                raise SASInputError(p, f"superpoints has {sp.shape[0]} entries but the scene has {n} points")
-            return {"superpoints": sp.astype(np.int64)}
+            return {"superpoints": obj["superpoints"].numpy().astype(np.int64)}
         feat = obj.get("features")
-        if not isinstance(feat, torch.Tensor) or feat.ndim != 2:
-            raise SASInputError(p, "has no [N, C] 'features' tensor")
-        if feat.shape[0] != n:
-            raise SASInputError(p, f"features have {feat.shape[0]} rows but the scene has {n} points (stale artefact?)")
-        out = {"features": feat, "config": (obj.get("__header__") or {}).get("config")}
+        if feat is None or feat.ndim != 2:
+            raise SASInputError(self.store.path(self.scene_id, artefact), "has no [N, C] 'features' tensor")
         mask = obj.get("mask")
-        out["mask"] = np.ones(n, bool) if mask is None else _array(obj, "mask", p).astype(bool)
-        if out["mask"].shape != (n,):
-            raise SASInputError(p, f"mask has {out['mask'].shape[0]} entries but the scene has {n} points")
+        out = {"features": feat, "config": obj["__header__"].get("config"),
+               "mask": np.ones(self.scene.num_points, bool) if mask is None else mask.numpy().astype(bool)}
         for key in ("view_count", "weights", "votes"):
             if obj.get(key) is not None:
-                a = _array(obj, key, p)
-                if a.shape[0] != n:
-                    raise SASInputError(p, f"{key} has {a.shape[0]} rows but the scene has {n} points")
-                out[key] = a
+                out[key] = obj[key].numpy()
         if obj.get("teachers") is not None:
-            out["teachers"] = [str(t) for t in obj["teachers"]]
-            w = out.get("weights")
-            if w is not None and (w.ndim != 2 or w.shape[1] != len(out["teachers"])):
-                raise SASInputError(p, f"weights have shape {list(w.shape)} for {len(out['teachers'])} teachers")
+            out["teachers"] = list(obj["teachers"])
         return out
 
     def features(self, artefact: str) -> tuple[torch.Tensor, np.ndarray]:
-        """(features [N, C] tensor, mask bool [N]) of a feature layer."""
-        pl = self.payload(artefact)
-        return pl["features"], pl["mask"]
+        """(features [N, C] tensor, mask bool [N]) of a feature layer, read from the store on every call (not
+        cached: :meth:`app.state.AppState.engine` keeps the one in-memory copy, inside its query engine)."""
+        pl, feats = self._load(artefact)
+        if feats is None:
+            raise SASInputError(self.store.path(self.scene_id, artefact) if self.store else None,
+                                "has no [N, C] 'features' tensor")
+        return feats, pl["mask"]
 
     def superpoints(self) -> Optional[np.ndarray]:
         """int64 [N] superpoint ids: the store's ``superpoints`` artefact, else the scene's own, else ``None``."""
         if self.has_superpoint_artefact and "superpoints" not in self.broken:
             try:
                 return self.payload("superpoints")["superpoints"]
-            except SASInputError:
-                pass
+            except SASInputError as e:  # recorded in self.broken; the scene's own superpoints are used instead
+                log.warning("%s: superpoints artefact not used: %s", self.scene_id, e)
         return self.scene.superpoints
 
     def capability(self, name: str) -> dict:

@@ -18,6 +18,7 @@ import gradio as gr
 from sas_engine.errors import SASError
 from sas_engine.query import RELEVANCE
 
+from . import gaussians as app_gaussians
 from .instances import INSTANCE_HEADERS
 from .reports import capability_images, capability_plot, scene_metrics
 
@@ -133,7 +134,7 @@ class Panel:
     @guarded(9)
     def open_folder(self, token: str, path: str):
         s = self.state.session(token)
-        sid = self.state.add_scene_path(path)
+        sid = self.state.add_scene_path(path, trust_pickle=False)  # the page never unpickles: a typed path is untrusted
         msg = s.select_scene(sid)
         return (msg, gr.update(choices=self.state.scene_ids(), value=sid)) + self.scene_outputs(s)[:7]
 
@@ -285,7 +286,8 @@ class Panel:
 def build_blocks(state: "AppState") -> gr.Blocks:
     """The gradio page (not launched)."""
     p = Panel(state)
-    with gr.Blocks(title="SAS - Segment Any 3D Scene") as demo:
+    # gradio's own temporary files (capability plots and galleries) older than an hour are deleted every hour
+    with gr.Blocks(title="SAS - Segment Any 3D Scene", delete_cache=(3600, 3600)) as demo:
         token = gr.State("")
         serial = gr.State(0)
         gr.Markdown("## SAS: Segment Any 3D Scene with Integrated 2D Priors")
@@ -322,6 +324,9 @@ def build_blocks(state: "AppState") -> gr.Blocks:
                     inst_df = gr.Dataframe(headers=INSTANCE_HEADERS, value=[], interactive=False,
                                            label="Instances of the query, best first (click a row to frame it)",
                                            elem_id="sas-instances")
+                    with gr.Row():  # the scene's 3D Gaussians as splats, coloured by the query (app/gaussians.py)
+                        gs_btn = gr.Button("Show Gaussians", elem_id="sas-gaussians-btn", scale=2)
+                        gs_hide = gr.Button("Hide Gaussians", scale=1)
                     qlayer = gr.Dropdown(label="Features queried", elem_id="sas-qlayer")
                     threshold = gr.Slider(0, 1, value=RELEVANCE.threshold, step=0.01,
                                           label="Threshold (relevance; points below it stay grey)",
@@ -368,6 +373,8 @@ def build_blocks(state: "AppState") -> gr.Blocks:
         inst_btn.click(p.instances, [token, query, qlayer], [status, inst_df])
         inst_df.select(p.frame_instance, [token], [status, inst_df])
         inst_clear.click(p.clear_instances, [token], [status, inst_df])
+        gs_btn.click(guarded(1)(lambda t, q: (app_gaussians.show(state, t, q),)), [token, query], [status])
+        gs_hide.click(guarded(1)(lambda t: (app_gaussians.hide(state, t),)), [token], [status])
         inspect_btn.click(p.inspect, [token, pidx], [status, inspect_md])
         timer.tick(p.poll, [token, serial], [inspect_md, serial, build_md, scene_dd], show_progress="hidden")
         layers_timer = gr.Timer(2.0)  # new layers of the shown scene from a background build (app.build)

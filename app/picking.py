@@ -5,7 +5,6 @@ import html
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import torch
 
 from sas_engine.errors import SASInputError
 from sas_engine.labels import IGNORE, get_label_set
@@ -39,25 +38,26 @@ def pick_point(points: np.ndarray, origin: Sequence[float], direction: Sequence[
     return i if perp2[i] <= (4 * radius) ** 2 else None
 
 
-def _top3(feat: torch.Tensor, emb: torch.Tensor, names: list[str]) -> list[tuple[str, float]]:
-    f = feat.to(torch.float32)
-    nrm = float(f.norm())
-    if not np.isfinite(nrm) or nrm == 0:
+def _top3(cos: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
+    """The 3 best names of one point's cosine row (float32 [K]; NaN: the point has no feature)."""
+    if not np.isfinite(cos).all():
         return []
-    s = (emb @ (f / nrm)).numpy()
-    order = np.argsort(-s)[:3]
-    return [(names[i], float(s[i])) for i in order]
+    order = np.argsort(-cos, kind="stable")[:3]
+    return [(names[i], float(cos[i])) for i in order]
 
 
 def inspect_point(state: "AppState", layers: "SceneLayers", index: int, vocab: list[str], template: str) -> dict:
     """Everything known about point ``index``: teachers' top-3 labels with cosine scores and views seen, fusion
-    weights, distilled labels, superpoint id, ground truth."""
+    weights, distilled labels, superpoint id, ground truth.
+
+    The cosines come from each layer's query engine (:meth:`sas_engine.query.QueryEngine.similarities`, whose
+    vocabulary columns the colour modes have usually computed already), which holds the only in-memory copy of the
+    features."""
     scene = layers.scene
     n = scene.num_points
     if not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n:
         raise SASInputError(None, f"point index {index!r} is outside 0..{n - 1}")
     i = int(index)
-    emb = state.text_cache().embed([template.format(v) for v in vocab])
     info: dict = {"index": i, "xyz": [round(float(x), 3) for x in scene.points[i]],
                   "rgb": [int(c) for c in scene.colors[i]], "teachers": [], "fusions": [], "distilled": []}
     if scene.labels is not None:
@@ -70,11 +70,12 @@ def inspect_point(state: "AppState", layers: "SceneLayers", index: int, vocab: l
     for l in layers.usable():
         try:
             pl = layers.payload(l.artefact)
+            cos = state.engine(scene.scene_id, l.artefact).similarities(vocab, template)[i]
         except SASInputError as e:
             info.setdefault("errors", []).append(str(e))
             continue
-        has = bool(pl["mask"][i])
-        top = _top3(pl["features"][i], emb, vocab) if has else []
+        has = bool(pl["mask"][i]) and bool(np.isfinite(cos).all())
+        top = _top3(cos, vocab) if has else []
         entry = {"layer": l.label, "artefact": l.artefact, "top3": top, "has_feature": has}
         if "view_count" in pl:
             entry["views"] = int(np.asarray(pl["view_count"])[i])

@@ -118,6 +118,11 @@ def start_app(state: "AppState", host: str = "127.0.0.1", port: int = 7860, vise
         wait_http(f"http://{display_host(host)}:{v.port}/", timeout)
     blocks = build_blocks(state)
     blocks.queue(default_concurrency_limit=4)
+    import gradio as gr
+
+    # exports are served from where they were written (no copy in gradio's cache), so deleting a tab's folder when
+    # its session closes deletes the only copy
+    gr.set_static_paths([str(state.export_root)])
     try:
         blocks.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
                       share=False, allowed_paths=[str(state.export_root)], css=CSS, show_error=False,

@@ -371,8 +371,10 @@ class Session:
             v = self.view_a
             if v is None:
                 raise SASInputError(None, "nothing to export yet")
+            if self.closed:
+                raise SASInputError(None, "this page's session has expired: reload the page")
             scene = lay.scene
-            out = self.state.export_root / self.token
+            out = self.state.session_export_dir(self.token)  # deleted with the session (AppState.drop_session)
             tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.title)[:40].strip("_") or "view"
             xyz = scene.to_source_frame(scene.points).astype(np.float32)  # the user's frame, to overlay their capture
             vertex = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],

@@ -7,10 +7,11 @@ callback pool call in from many threads.
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,10 @@ from sas_engine.scene import Scene
 from sas_engine.store import ArtefactStore
 
 from .layers import SceneLayers
+from .memory import BoundedTextEncoder, MemoryConfig, Resident, SceneLRU, encoder_factory, make_export_root
 
-MAX_SESSIONS = 64
-"""Most browser sessions kept; the least recently used one is dropped beyond that."""
+MAX_SESSIONS = MemoryConfig.max_sessions
+"""Most browser sessions kept by default (:attr:`MemoryConfig.max_sessions`)."""
 
 
 @dataclass
@@ -63,40 +65,56 @@ def _scene_key(scene_id: object) -> str:
     return scene_id.strip()
 
 
+@dataclass(frozen=True)
+class SceneEntry:
+    """A registered scene: where it is read from, or the scene itself when it was handed over in memory.
+
+    Attributes:
+        path: the scene's folder or file (``None`` for an in-memory scene).
+        dataset: dataset preset passed to the loader (``None``: detected).
+        trust_pickle: whether a legacy pickled ``.pth`` at ``path`` may be fully unpickled. Only a path the user
+            named on the command line with ``--trust-pickle`` gets True; scenes opened from the page never do.
+        scene: the in-memory scene (``AppState.add_scene``): it cannot be re-read, so it is never evicted.
+    """
+
+    path: Optional[Path] = None
+    dataset: Optional[str] = None
+    trust_pickle: bool = False
+    scene: Optional[Scene] = None
+
+
 class AppState:
     """Everything the panel and the viewer share.
 
     Args:
         store: artefact store folder (or an :class:`ArtefactStore`).
         data_roots: folders scenes may be opened from; a folder outside all of them is refused.
-        text_encoder: an object with ``encode(list[str])`` or ``None`` to build
-            ``sas_engine.teachers.get_text_encoder(text_encoder_spec, device)`` on first use.
+        text_encoder: an object with ``encode(list[str])`` or ``None`` to build the engine's encoder for
+            ``text_encoder_spec`` on first use (wrapped in a :class:`~app.memory.BoundedTextEncoder`).
         text_encoder_spec: spec for the lazily built encoder (``None`` = MiniLM).
         device: torch device for the text encoder.
         template: prompt template for label names.
-        max_engines: query engines (one per scene x feature layer) kept in memory.
         up: gravity alignment of the scenes it loads (``load_scene``'s ``up``; None = each layout's default).
+        memory: the bounds on scenes, text caches and sessions kept in memory (:class:`~app.memory.MemoryConfig`).
     """
 
     def __init__(self, store, data_roots: Sequence[str | Path] = (), *, text_encoder=None,
                  text_encoder_spec: Optional[str] = None, device: str = "cpu", template: str = PROMPT_SCENE,
-                 max_engines: int = 6, up: Optional[str] = None):
+                 up: Optional[str] = None, memory: Optional[MemoryConfig] = None):
         self.store = store if isinstance(store, ArtefactStore) else ArtefactStore(store)
         self.data_roots = [Path(r).resolve() for r in data_roots]
         self.device = device
         self.template = template
+        self.memory = memory or MemoryConfig()
         self._encoder = text_encoder
         self._encoder_spec = text_encoder_spec
         self._cache: Optional[TextEmbeddingCache] = None
         self._lock = threading.RLock()
-        self._scenes: "OrderedDict[str, Scene | tuple[Path, Optional[str]]]" = OrderedDict()
-        self._layers: dict[str, SceneLayers] = {}
-        self._engines: "OrderedDict[tuple[str, str], QueryEngine]" = OrderedDict()
-        self._segs: "OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = OrderedDict()
-        self._engine_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._entries: "OrderedDict[str, SceneEntry]" = OrderedDict()
+        self._alias: dict[str, str] = {}  # a loader's own scene id -> the id the scene was registered under
+        self.resident = SceneLRU(self.memory.max_scenes)
         self._load_locks: dict[str, threading.Lock] = {}
         self._layer_serial: dict[str, int] = {}
-        self.max_engines = max_engines
         self.up = up
         self.sessions: "OrderedDict[str, object]" = OrderedDict()
         self.build = BuildStatus()
@@ -104,50 +122,65 @@ class AppState:
         self.text_ready = False  # set once warm_text_encoder has loaded the model
         self._calibrations: Optional[dict] = None  # layer -> VocabularyCalibration, read on first use
         self._export_root: Optional[Path] = None
+        self._export_finalizer = None
 
     @property
     def export_root(self) -> Path:
-        """This run's folder of exported files (a temporary folder made on first use, deleted by :meth:`close`)."""
+        """This run's folder of exported files (``<tmp>/sas_exports_<pid>_*``, made on first use; deleted by
+        :meth:`close`, and at interpreter exit when nobody called it). Each tab writes under ``<root>/<token>``,
+        which is deleted when the tab's session closes."""
         with self._lock:
             if self._export_root is None:
-                self._export_root = Path(tempfile.mkdtemp(prefix="sas_exports_"))
+                root = make_export_root()
+                self._export_root = root
+                self._export_finalizer = weakref.finalize(self, shutil.rmtree, str(root), ignore_errors=True)
             return self._export_root
 
     def close(self) -> None:
         """Delete this run's export folder (the launcher calls it on every exit: Ctrl-C, SIGTERM, errors)."""
-        import shutil
-
         with self._lock:
             root, self._export_root = self._export_root, None
+            fin, self._export_finalizer = self._export_finalizer, None
+        if fin is not None:
+            fin.detach()
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
 
     # -- scenes ------------------------------------------------------------------------------------------------
     def add_scene(self, scene: Scene) -> str:
-        """Register an already loaded scene."""
+        """Register an already loaded scene (kept in memory for the process: it cannot be read back)."""
         with self._lock:
-            self._scenes[scene.scene_id] = scene
-            self._layers.pop(scene.scene_id, None)
+            self._entries[scene.scene_id] = SceneEntry(scene=scene)
+        self.resident.pop(scene.scene_id)
         return scene.scene_id
 
     def add_scene_path(self, path: str | Path, scene_id: Optional[str] = None, dataset: Optional[str] = None,
-                       check_roots: bool = True) -> str:
+                       check_roots: bool = True, trust_pickle: bool = False) -> str:
         """Register a scene folder/file, loaded on first use. Without ``scene_id`` the scene is loaded now to learn it.
 
+        Args:
+            path: the scene's folder or file.
+            scene_id: its id (``None``: load it now and use the loader's).
+            dataset: dataset preset of the loader.
+            check_roots: refuse a path outside the data roots (the page's "Open" always checks).
+            trust_pickle: allow full unpickling of a legacy ``.pth`` at this path (only for a file the user named
+                on the command line; see :class:`SASInputError` from ``sas_engine.io.files.torch_load`` otherwise).
         Raises:
             SASInputError: the path is outside the configured data roots, missing, or not a scene.
         """
         p = self.resolve_path(path) if check_roots else Path(path).resolve()
         if not p.exists():
             raise SASInputError(p, "scene folder not found")
+        entry = SceneEntry(p, dataset, bool(trust_pickle))
         if scene_id is None:
-            scene = self._load(p, dataset)
+            scene = self._load(entry)
             with self._lock:
-                self._scenes[scene.scene_id] = scene
-                self._layers.pop(scene.scene_id, None)
+                self._entries[scene.scene_id] = entry
+            self.resident.pop(scene.scene_id)
+            self.resident.put(scene.scene_id, Resident(scene))
             return scene.scene_id
         with self._lock:
-            self._scenes.setdefault(scene_id, (p, dataset))
+            self._entries.setdefault(scene_id, entry)
         return scene_id
 
     def resolve_path(self, path: object) -> Path:
@@ -169,56 +202,86 @@ class AppState:
 
     def scene_ids(self) -> list[str]:
         with self._lock:
-            return list(self._scenes)
+            return list(self._entries)
 
-    def _load(self, path: Path, dataset: Optional[str]) -> Scene:
+    def scene_entry(self, scene_id: str) -> SceneEntry:
+        """How a registered scene is read (path, dataset, whether pickles are trusted)."""
+        with self._lock:
+            return self._entries[self._resolve(scene_id)]
+
+    def _load(self, entry: SceneEntry) -> Scene:
         from sas_engine.io import load_scene
 
-        return load_scene(path, dataset=dataset, up=self.up)
+        return load_scene(entry.path, dataset=entry.dataset, up=self.up, trust_pickle=bool(entry.trust_pickle))
 
-    def scene(self, scene_id: str) -> Scene:
+    def _resolve(self, scene_id: object) -> str:
         sid = _scene_key(scene_id)
         with self._lock:
-            entry = self._scenes.get(sid)
-        if entry is None:
-            known = ", ".join(self.scene_ids()[:10]) or "none loaded yet"
-            raise SASInputError(None, f"unknown scene {sid[:80]!r}; known: {known}")
-        if isinstance(entry, Scene):
-            return entry
+            if sid in self._entries:
+                return sid
+            alias = self._alias.get(sid)
+            if alias is not None:
+                return alias
+            known = ", ".join(list(self._entries)[:10]) or "none loaded yet"
+        raise SASInputError(None, f"unknown scene {sid[:80]!r}; known: {known}")
+
+    def _resident(self, scene_id: object) -> Resident:
+        """The scene's resident entry, loading the scene when it is not in memory (LRU; see :class:`SceneLRU`)."""
+        sid = self._resolve(scene_id)
+        r = self.resident.get(sid)
+        if r is not None:
+            return r
         with self._lock:
+            entry = self._entries[sid]
             load_lock = self._load_locks.setdefault(sid, threading.Lock())
         with load_lock:  # the page and the background build ask for a scene at once: load it once
-            with self._lock:
-                entry = self._scenes.get(sid)
-            if isinstance(entry, Scene):
-                return entry
-            scene = self._load(*entry)
-        with self._lock:
-            self._scenes[sid] = scene
+            r = self.resident.get(sid)
+            if r is not None:
+                return r
+            scene = entry.scene if entry.scene is not None else self._load(entry)
             if scene.scene_id != sid:  # the loader names it differently: answer to both names
-                self._scenes.setdefault(scene.scene_id, scene)
-        return scene
+                with self._lock:
+                    if scene.scene_id not in self._entries:
+                        self._alias[scene.scene_id] = sid
+            return self.resident.put(sid, Resident(scene))
+
+    def scene(self, scene_id: str) -> Scene:
+        return self._resident(scene_id).scene
 
     def layers(self, scene_id: str) -> SceneLayers:
-        """The scene's layers (listed from the store once; :meth:`refresh` re-lists after a build)."""
-        sid = _scene_key(scene_id)
+        """The scene's layers (listed from the store once while the scene is resident; :meth:`refresh` re-lists)."""
+        return self._resident_layers(scene_id)[1]
+
+    def _resident_layers(self, scene_id: object) -> tuple[Resident, SceneLayers]:
+        r = self._resident(scene_id)
         with self._lock:
-            got = self._layers.get(sid)
-        if got is not None:
-            return got
-        lay = SceneLayers(self.scene(sid), self.store)
-        with self._lock:
-            return self._layers.setdefault(sid, lay)
+            lay = r.layers
+        if lay is None:
+            lay = SceneLayers(r.scene, self.store)
+            with self._lock:
+                if r.layers is None:
+                    r.layers = lay
+                lay = r.layers
+        return r, lay
 
     def refresh(self, scene_id: Optional[str] = None) -> None:
         """Forget cached layers / engines / segmentations (all scenes or one), e.g. after the store changed."""
-        with self._lock:
-            for sid in [scene_id] if scene_id else list(self._layers):
-                self._layers.pop(sid, None)
-                for k in [k for k in self._engines if k[0] == sid]:
-                    self._engines.pop(k)
-                for k in [k for k in self._segs if k[0] == sid]:
-                    self._segs.pop(k)
+        if scene_id:
+            try:
+                sids = [self._resolve(scene_id)]
+            except SASInputError:
+                return
+        else:
+            sids = self.resident.keys()
+        for sid in sids:
+            r = self.resident.peek(sid)
+            if r is None:
+                continue
+            with self._lock:
+                r.layers = None
+                r.engines.clear()
+                r.shapes.clear()
+                r.segs.clear()
 
     def layers_changed(self, scene_id: str) -> None:
         """New artefacts of a scene are in the store (a background build finished a stage): forget its cached
@@ -232,63 +295,86 @@ class AppState:
         with self._lock:
             return self._layer_serial.get(scene_id, 0) if scene_id else 0
 
+    def memory_report(self) -> dict:
+        """What is held now: resident scenes (LRU order), their feature bytes, text cache sizes, sessions."""
+        with self._lock:
+            cache = self._cache
+            n_sessions = len(self.sessions)
+        enc = getattr(cache, "encoder", None)
+        return {"resident_scenes": self.resident.keys(), "evictions": self.resident.evictions,
+                "feature_mb": round(self.resident.feature_bytes() / 2**20, 1),
+                "text_entries": 0 if cache is None else min(cache.misses, cache.max_entries),  # each miss adds one
+                "encoder_strings": enc.cache_size() if hasattr(enc, "cache_size") else None,
+                "sessions": n_sessions}
+
     # -- text and queries --------------------------------------------------------------------------------------
     def text_cache(self) -> TextEmbeddingCache:
-        """The shared text-embedding cache (builds the text encoder on first use)."""
+        """The shared text-embedding cache (builds the text encoder on first use), bounded by
+        :attr:`MemoryConfig.max_text_entries`."""
         with self._lock:
             if self._cache is None:
                 enc = self._encoder
                 if enc is None:
                     try:
-                        from sas_engine.teachers.text import get_text_encoder
+                        factory = encoder_factory(self._encoder_spec, self.device)
                     except ImportError as e:
                         raise SASInputError(None, f"no text encoder available ({e})") from None
-                    enc = get_text_encoder(self._encoder_spec, device=self.device)
-                self._cache = TextEmbeddingCache(enc)
+                    enc = BoundedTextEncoder(factory, self.memory.max_encoder_strings)
+                self._cache = TextEmbeddingCache(enc, max_entries=self.memory.max_text_entries)
             return self._cache
 
     def engine(self, scene_id: str, artefact: str) -> QueryEngine:
-        """A :class:`QueryEngine` with the layer's features set (built once, LRU-bounded)."""
-        layers = self.layers(scene_id)
+        """A :class:`QueryEngine` with the layer's features set: the only in-memory copy of them, held while the
+        scene is resident (:class:`~app.memory.SceneLRU`)."""
+        r, layers = self._resident_layers(scene_id)
         layers.layer(artefact)  # unknown layer -> clear error
-        key = (layers.scene_id, artefact)
         with self._lock:
-            eng = self._engines.get(key)
+            eng = r.engines.get(artefact)
             if eng is not None:
-                self._engines.move_to_end(key)
                 return eng
-            build_lock = self._engine_locks.setdefault(key, threading.Lock())
+            build_lock = r.locks.setdefault(artefact, threading.Lock())
         with build_lock:  # two tabs asking for the same layer build it once
             with self._lock:
-                eng = self._engines.get(key)
+                eng = r.engines.get(artefact)
             if eng is not None:
                 return eng
             feats, mask = layers.features(artefact)
             eng = QueryEngine(self.text_cache())
             eng.set_scene(layers.scene_id, feats, mask)
+            shape = (int(feats.shape[0]), int(feats.shape[1]))
+            del feats  # the engine's normalised float16 copy is the one kept
             with self._lock:
-                self._engines[key] = eng
-                while len(self._engines) > self.max_engines:
-                    self._engines.popitem(last=False)
+                if r.layers is layers:  # not refreshed meanwhile (then the engine serves this call only)
+                    r.engines[artefact] = eng
+                    r.shapes[artefact] = shape
         return eng
+
+    def _seg_get(self, r: Resident, key: tuple):
+        with self._lock:
+            got = r.segs.get(key)
+            if got is not None:
+                r.segs.move_to_end(key)
+            return got
+
+    def _seg_put(self, r: Resident, key: tuple, value) -> None:
+        with self._lock:
+            r.segs[key] = value
+            while len(r.segs) > self.memory.max_segmentations:
+                r.segs.popitem(last=False)
 
     def segmentation(self, scene_id: str, artefact: str, names: Sequence[str],
                      template: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64 [N], scores float32 [N]) of a layer over ``names`` (cached per label set and template)."""
         template = self.template if template is None else template
-        key = (_scene_key(scene_id), artefact, tuple(names), template)
-        with self._lock:
-            got = self._segs.get(key)
-            if got is not None:
-                self._segs.move_to_end(key)
-                return got
+        r = self._resident(scene_id)
+        key = (artefact, tuple(names), template)
+        got = self._seg_get(r, key)
+        if got is not None:
+            return got
         got = self.engine(scene_id, artefact).segment(list(names), template)
         for a in got:
             a.setflags(write=False)
-        with self._lock:
-            self._segs[key] = got
-            while len(self._segs) > 64:
-                self._segs.popitem(last=False)
+        self._seg_put(r, key, got)
         return got
 
     def calibration(self, scene_id: str, artefact: str):
@@ -317,21 +403,17 @@ class AppState:
         of ``names`` against ``vocabulary``; :data:`sas_engine.query.RELEVANCE` settings), cached per name list."""
         from sas_engine.query import RELEVANCE
 
-        key = (_scene_key(scene_id), artefact, "names", tuple(names), tuple(vocabulary))
-        with self._lock:
-            got = self._segs.get(key)
-            if got is not None:
-                self._segs.move_to_end(key)
-                return got
+        r = self._resident(scene_id)
+        key = (artefact, "names", tuple(names), tuple(vocabulary))
+        got = self._seg_get(r, key)
+        if got is not None:
+            return got
         groups = self.layers(scene_id).superpoints() if RELEVANCE.segment_superpoints else None
         got = self.engine(scene_id, artefact).segment_names(list(names), list(vocabulary), RELEVANCE, groups=groups,
                                                             calibration=self.calibration(scene_id, artefact))
         got.labels.setflags(write=False)
         got.scores.setflags(write=False)
-        with self._lock:
-            self._segs[key] = got
-            while len(self._segs) > 64:
-                self._segs.popitem(last=False)
+        self._seg_put(r, key, got)
         return got
 
     def warm_text_encoder(self, vocabulary: Sequence[str] = ()) -> threading.Thread:
@@ -360,22 +442,25 @@ class AppState:
 
     # -- sessions ----------------------------------------------------------------------------------------------
     def new_session(self, token: Optional[str] = None):
-        """Create (or return) the session of a browser tab."""
+        """Create (or return) the session of a browser tab. Beyond :attr:`MemoryConfig.max_sessions` the least
+        recently used session is closed (:meth:`drop_session`)."""
         from .session import Session
 
         tok = token or uuid.uuid4().hex
         if not isinstance(tok, str) or not tok.isalnum() or len(tok) > 64:
             raise SASInputError(None, "invalid session token")
+        dropped = []
         with self._lock:
             s = self.sessions.get(tok)
             if s is None:
                 s = Session(self, tok)
                 self.sessions[tok] = s
-                while len(self.sessions) > MAX_SESSIONS:
-                    _, old = self.sessions.popitem(last=False)
-                    old.closed = True
+                while len(self.sessions) > self.memory.max_sessions:
+                    dropped.append(self.sessions.popitem(last=False)[1])
             self.sessions.move_to_end(tok)
-            return s
+        for old in dropped:
+            self._closed(old)
+        return s
 
     def session(self, token: object):
         with self._lock:
@@ -385,10 +470,29 @@ class AppState:
         return s
 
     def drop_session(self, token: str) -> None:
+        """Close a tab's session (the page was closed, or its viewer-only client left): its exported files are
+        deleted and the viewer forgets its pairing."""
         with self._lock:
             s = self.sessions.pop(token, None)
         if s is not None:
+            self._closed(s)
+
+    def session_export_dir(self, token: str) -> Path:
+        """The folder a session's exports are written to (``<export root>/<token>``)."""
+        if not isinstance(token, str) or not token.isalnum():
+            raise SASInputError(None, "invalid session token")
+        return self.export_root / token
+
+    def _closed(self, s) -> None:
+        with s.lock:  # an export or query of this tab in flight finishes first
             s.closed = True
+        with self._lock:
+            root = self._export_root
+        if root is not None:
+            shutil.rmtree(root / s.token, ignore_errors=True)
+        v = self.viewer
+        if v is not None:
+            v.forget(s.token)
 
     # -- demo build --------------------------------------------------------------------------------------------
     def run_build(self, build: Callable[[Callable], Sequence[str]], locate: Callable[[str], Optional[Path]],

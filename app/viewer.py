@@ -1,15 +1,20 @@
 """The viser 3D view: one point cloud per view, per browser tab, updated by sending colours only.
 
-Each gradio tab embeds the viewer in an iframe whose websocket URL carries the tab's session token
-(``ws://host:port/sas/<token>``); the viser server accepts websockets on any path, so the token identifies which
-session a connecting viser client belongs to and every tab sees its own scene, colours and query. Points are sent
-once per scene (and once more for the side-by-side copy when comparison is first turned on); a query or mode
-change assigns ``handle.colors`` only. Clicking a point sends a ray; the nearest point is inspected on the server.
+Each gradio tab embeds the viewer in an iframe. Which tab a connecting viser client belongs to is learnt through
+viser's public API only: the iframe's URL carries viser's documented ``initialCameraFar`` parameter set to a
+per-tab *pairing value* (:func:`pairing_far`: the default far plane of 1024 m plus a random 30-bit code times
+2^-20 m, exact in float64 and invisible on screen); the browser applies it to its camera and reports it in its
+first camera message, and on ``server.on_client_connect`` the viewer reads ``client.camera.far`` and finds the tab's
+session. So every tab sees its own scene, colours and query. A client with no known code (the viewer opened on its
+own, or a tab of a previous run) gets a session of its own. Points are sent once per scene (and once more for the
+side-by-side copy when comparison is first turned on); a query or mode change assigns ``handle.colors`` only.
+Clicking a point sends a ray; the nearest point is inspected on the server, under the tab's session lock so that a
+scene switch cannot swap the geometry mid-click.
 """
 from __future__ import annotations
 
 import logging
-import re
+import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
@@ -26,7 +31,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from .state import AppState
 
 log = logging.getLogger(__name__)
-_TOKEN_PATH = re.compile(r"^/sas/([A-Za-z0-9]{1,64})/?$")
+
+PAIR_FAR_BASE = 1024.0
+"""Far plane (metres) of the viewer's camera; the pairing code is added to it in units of :data:`PAIR_FAR_STEP`."""
+PAIR_FAR_STEP = 2.0 ** -20
+PAIR_CODES = 2 ** 30
+"""Pairing codes are drawn from 1 .. PAIR_CODES - 1 (so the far plane stays below 2048 m, where the step is exact)."""
+
+
+def pairing_far(code: int) -> float:
+    """The camera far plane that carries pairing ``code`` (exact in float64)."""
+    if not 1 <= int(code) < PAIR_CODES:
+        raise ValueError(f"pairing code {code} outside 1..{PAIR_CODES - 1}")
+    return PAIR_FAR_BASE + int(code) * PAIR_FAR_STEP
+
+
+def pairing_code(far: object) -> Optional[int]:
+    """The pairing code a reported far plane carries, or ``None`` (viser's default far, or anything else)."""
+    try:
+        x = (float(far) - PAIR_FAR_BASE) / PAIR_FAR_STEP
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(x):
+        return None
+    k = round(x)
+    return int(k) if abs(x - k) < 1e-3 and 1 <= k < PAIR_CODES else None
 
 
 @dataclass
@@ -54,6 +83,7 @@ class ClientView:
     boxes: list = field(default_factory=list)  # instance boxes and their labels (app/instances.py)
     instances_version: int = -1
     focus_version: int = -1
+    gaussians: Any = None  # the scene's Gaussian splats when shown (app/gaussians.py)
 
     def shown(self, colors: np.ndarray) -> np.ndarray:
         """The colours of the displayed points (all, or all but a hidden ceiling)."""
@@ -200,31 +230,56 @@ class Viewer:
         self.port = int(self.server.get_port())
         self.server.scene.set_up_direction("+z")
         self._views: dict[int, ClientView] = {}
+        self._codes: dict[int, str] = {}  # pairing code -> session token
+        self._code_of: dict[str, int] = {}  # session token -> pairing code
         self._lock = threading.Lock()
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
         state.viewer = self
 
+    def pair(self, token: str) -> int:
+        """The pairing code of a tab's session (made on first use; :meth:`forget` drops it)."""
+        with self._lock:
+            code = self._code_of.get(token)
+            if code is None:
+                code = secrets.randbelow(PAIR_CODES - 1) + 1
+                while code in self._codes:
+                    code = secrets.randbelow(PAIR_CODES - 1) + 1
+                self._codes[code] = token
+                self._code_of[token] = code
+            return code
+
+    def forget(self, token: str) -> None:
+        """A session closed: its pairing code no longer joins it."""
+        with self._lock:
+            code = self._code_of.pop(token, None)
+            if code is not None:
+                self._codes.pop(code, None)
+
     def url(self, token: Optional[str] = None, host: Optional[str] = None) -> str:
-        """URL of the viewer page; with ``token`` its websocket joins that session."""
+        """URL of the viewer page; with ``token`` its camera carries the tab's pairing value (:func:`pairing_far`)."""
         h = host or self.host
         base = f"http://{h}:{self.port}/"
         if token is None:
             return base
-        return base + "?websocket=" + quote(f"ws://{h}:{self.port}/sas/{token}", safe="")
+        return base + "?initialCameraFar=" + quote(repr(pairing_far(self.pair(token))), safe="")
 
     def stop(self) -> None:
         self.server.stop()
 
     # -- clients -----------------------------------------------------------------------------------------------
     def _token_of(self, client) -> Optional[str]:
-        try:  # viser keeps the websocket connection per client id; its request path carries our token
-            conn = self.server._websock_server._live_connections.get(client.client_id)
-            path = conn.request.path
-        except AttributeError:
+        """The session token a connecting client was paired with, read from the far plane its browser reported
+        (``client.camera.far``: public viser API; the first camera message arrives before ``on_client_connect``)."""
+        try:
+            far = client.camera.far
+        except AttributeError:  # a client object without a reported camera
             return None
-        m = _TOKEN_PATH.match(str(path).split("?")[0])
-        return m.group(1) if m else None
+        code = pairing_code(far)
+        if code is None:
+            return None
+        with self._lock:
+            return self._codes.get(code)
 
     def clients_of(self, token: str) -> list[ClientView]:
         with self._lock:
@@ -249,7 +304,7 @@ class Viewer:
         cv = ClientView(client, session.token)
         try:  # a small panel that folds away: the inspection must not cover the scene (the full text is in the page)
             client.gui.configure_theme(control_layout="floating", control_width="small", show_share_button=False)
-        except Exception as e:  # older viser: its default floating panel
+        except (TypeError, AttributeError) as e:  # older viser: its default floating panel
             log.debug("viewer theme not set: %s", e)
         with client.gui.add_folder("Point inspection"):
             cv.markdown = client.gui.add_markdown("Click a point to see what each teacher, the fusion and the "
@@ -274,7 +329,8 @@ class Viewer:
         for cv in self.clients_of(session.token):
             try:
                 self._show(cv, session, geometry)
-            except Exception as e:  # a closing websocket must not break the panel's handler
+            except (OSError, RuntimeError) as e:  # a closing websocket must not break the panel's handler (an
+                # engine error, SASError, is not caught: the panel shows it)
                 log.warning("viewer update failed for client %s: %s", cv.client.client_id, e)
 
     def _show(self, cv: ClientView, session: "Session", geometry: bool) -> None:
@@ -307,10 +363,10 @@ class Viewer:
 
     def _add_a(self, cv: ClientView, scene, session: "Session") -> None:
         client = cv.client
-        for h in (cv.a, cv.b, cv.marker):
+        for h in (cv.a, cv.b, cv.marker, cv.gaussians):
             if h is not None:
                 h.remove()
-        cv.b = cv.marker = None
+        cv.b = cv.marker = cv.gaussians = None
         hidden = ceiling_points(scene.points)
         cv.keep = np.flatnonzero(~hidden) if hidden.any() else None
         local, center, size, precision, dx = display_geometry(scene.points)
@@ -350,7 +406,7 @@ class Viewer:
         cam = cv.client.camera
         try:
             fov, aspect = float(cam.fov), float(cam.aspect)
-        except Exception:  # no camera message yet (or a stand-in client): viser's defaults
+        except (AttributeError, TypeError, ValueError):  # no camera reported (or a stand-in client): defaults
             fov, aspect = DEFAULT_FOV, 16 / 9
         if not (0.05 < fov < 3.0 and 0.1 < aspect < 10):
             fov, aspect = DEFAULT_FOV, 16 / 9
@@ -360,7 +416,7 @@ class Viewer:
             cam.up_direction = tuple(float(x) for x in up)
             cam.position = tuple(float(x) for x in pos)  # viser moves look_at along with the position...
             cam.look_at = tuple(float(x) for x in target)  # ...so the target is set last
-        except Exception as e:  # a client that disconnected meanwhile; framing is only a convenience
+        except (AttributeError, OSError, RuntimeError) as e:  # a client that left meanwhile; framing is a convenience
             log.debug("camera not set: %s", e)
 
     def _camera_update(self, cv: ClientView, cam) -> None:
@@ -373,7 +429,7 @@ class Viewer:
                 aspect = float(cam.aspect)
                 moved = max(float(np.linalg.norm(np.asarray(cam.position) - cv.camera[0])),
                             float(np.linalg.norm(np.asarray(cam.look_at) - cv.camera[1])))
-            except Exception:  # nothing reported yet
+            except (AttributeError, TypeError, ValueError):  # nothing reported yet
                 return
             scale = float(np.linalg.norm(cv.camera[0] - cv.camera[1]))
             if abs(aspect / max(cv.camera_aspect, 1e-6) - 1) < 0.05 or moved > 1e-3 * scale:
@@ -424,7 +480,7 @@ class Viewer:
         cam = cv.client.camera
         try:
             fov, aspect = float(cam.fov), float(cam.aspect)
-        except Exception:  # no camera message yet: viser's defaults
+        except (AttributeError, TypeError, ValueError):  # no camera message yet: viser's defaults
             fov, aspect = DEFAULT_FOV, 16 / 9
         if not (0.05 < fov < 3.0 and 0.1 < aspect < 10):
             fov, aspect = DEFAULT_FOV, 16 / 9
@@ -435,14 +491,17 @@ class Viewer:
             cam.up_direction = tuple(float(x) for x in up)
             cam.position = tuple(float(x) for x in pos)
             cam.look_at = tuple(float(x) for x in target)
-        except Exception as e:  # a client that disconnected meanwhile
+        except (AttributeError, OSError, RuntimeError) as e:  # a client that disconnected meanwhile
             log.debug("camera not set: %s", e)
 
     # -- picking -----------------------------------------------------------------------------------------------
     def _on_click(self, event) -> None:
+        """A click ray from a client: inspect the nearest shown point. The whole click runs under the tab's session
+        lock (the lock order of :meth:`_show`: session, then client view), so a scene switch from the panel waits
+        for it and the geometry the ray is picked on is the geometry of the scene that gets inspected."""
         with self._lock:
             cv = self._views.get(event.client_id)
-        if cv is None or cv.local is None or event.ray_origin is None:
+        if cv is None or event.ray_origin is None or event.ray_direction is None:
             return
         try:
             session = self.state.session(cv.token)
@@ -450,29 +509,39 @@ class Viewer:
             return
         o = np.asarray(event.ray_origin, np.float64)
         d = np.asarray(event.ray_direction, np.float64)
-        best = None
-        offsets = [np.zeros(3)] + ([cv.offset_b] if cv.b is not None and session.compare else [])
-        for off in offsets:
-            i = pick_point(cv.local, o - off, d, cv.point_size)
-            if i is not None:
-                dist = float(np.linalg.norm(cv.local[i] + off - o))
-                if best is None or dist < best[0]:
-                    best = (dist, i, off)
-        if best is None:
-            cv.markdown.content = "No point under the cursor: click directly on the cloud."
-            return
-        _, i, off = best
-        idx = int(i if cv.keep is None else cv.keep[i])  # displayed index -> scene point index
-        try:
-            session.inspect(idx)
-            md = session.inspection_short
-        except SASError as e:
-            md = f"Inspection failed: {e}"
-        with cv.lock:
-            cv.markdown.content = md
-            pos = tuple(float(x) for x in cv.local[i] + off)
-            if cv.marker is None:
-                cv.marker = cv.client.scene.add_icosphere("/sas/pick", radius=cv.point_size * 2, color=(255, 0, 0),
-                                                          position=pos)
-            else:
-                cv.marker.position = pos
+        with session.lock:
+            with cv.lock:
+                if cv.local is None or cv.scene_id is None:
+                    return
+                local, keep, size, scene_id = cv.local, cv.keep, cv.point_size, cv.scene_id
+                offsets = [np.zeros(3)] + ([cv.offset_b.copy()] if cv.b is not None and session.compare else [])
+            if session.scene_id != scene_id:  # the tab moved on and this client was not updated (yet)
+                return
+            best = None
+            for off in offsets:
+                i = pick_point(local, o - off, d, size)
+                if i is not None:
+                    dist = float(np.linalg.norm(local[i] + off - o))
+                    if best is None or dist < best[0]:
+                        best = (dist, i, off)
+            if best is None:
+                with cv.lock:
+                    cv.markdown.content = "No point under the cursor: click directly on the cloud."
+                return
+            _, i, off = best
+            idx = int(i if keep is None else keep[i])  # displayed index -> scene point index
+            try:
+                session.inspect(idx)
+                md = session.inspection_short
+            except SASError as e:
+                md = f"Inspection failed: {e}"
+            with cv.lock:
+                if cv.scene_id != scene_id:
+                    return
+                cv.markdown.content = md
+                pos = tuple(float(x) for x in local[i] + off)
+                if cv.marker is None:
+                    cv.marker = cv.client.scene.add_icosphere("/sas/pick", radius=size * 2, color=(255, 0, 0),
+                                                              position=pos)
+                else:
+                    cv.marker.position = pos

@@ -24,12 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class AblateConfig:
-    """Settings of the ablation (defaults sized for 2 CPU cores: about 40 minutes from a clean checkout)."""
+    """Settings of the ablation. Every row is reported twice: on all points and on the points the 2D fusion covers
+    (``ablation_covered.md``); checkpoints are picked on ``select_split``, never on ``val_split``."""
 
-    train_split: str = "train"
-    """Synthetic split the students are distilled on."""
+    train_split: str = "train+distill"
+    """Synthetic splits the students are distilled on, joined by ``+`` (default: the 14 ``train`` rooms and the 64
+    ``distill`` rooms; distillation needs no labels, so it may read many more rooms than the teachers)."""
+    select_split: str = "teach"
+    """Split whose first ``select_rooms`` rooms the trainer validates on (single pass, eval mode) to pick each row's
+    best checkpoint. It is never reported and never trained on; ``val`` plays no part in any choice."""
+    select_rooms: int = 6
+    """Rooms of ``select_split`` used for checkpoint selection."""
     val_split: str = "val"
-    """Synthetic split every row is evaluated on (never trained on)."""
+    """Synthetic split every row is reported on, read once at the end (never trained or selected on)."""
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     """2D stages: teachers, capability synthesizer, tau..."""
     model: str = "mink18a_slim"
@@ -40,13 +47,13 @@ class AblateConfig:
     crop_points: int = 10_000
     """Training crops (points per scene per step, see :class:`DistillConfig`): on 2 CPU cores the student needs
     thousands of optimiser steps, and whole-scene batches allowed only a few hundred in the budget."""
-    epochs_stage1: int = 180
-    """Stage-1 epochs of rows (a) and (b); an epoch is 7 iterations over the 14 training rooms (paper: 70 epochs
-    over 1201 ScanNet scenes at batch 8, ~10k iterations). Sized so that a clean-checkout run stays within about
-    45 min on 2 cores. The shipped report and student come from 800 epochs, then 560 more warm-started through
-    ``init_runs`` (9170 steps in all; README, "Shipped models")."""
-    epochs_stage2: int = 40
-    """Stage-2 epochs of row (c) (paper 30)."""
+    epochs_stage1: int = 50
+    """Stage-1 epochs of rows (a) and (b); an epoch is 39 iterations over the 78 training rooms (paper: 70 epochs
+    over 1201 ScanNet scenes at batch 8, ~10k iterations). The shipped report and student: these 50 epochs
+    (1950 steps) warm-started through ``init_runs`` from the previous student (README, "Shipped models"). From
+    scratch they are far too few: the previous student needed about 9000 steps."""
+    epochs_stage2: int = 10
+    """Stage-2 epochs of row (c) (paper 30): 390 steps, each training room seen 10 times."""
     batch_size: int = 2
     """Scenes per iteration."""
     lr: float = 3e-3
@@ -59,7 +66,7 @@ class AblateConfig:
     Restarting higher (3e-4) lost ~3 points of TTA mIoU on held-out rooms."""
     alpha: float = 0.99
     """Stage-2 EMA factor. The release's 0.9999 assumes thousands of visits per scene; here each scene is seen
-    ~40 times in stage 2."""
+    10 times in stage 2, so the history stays close to its start, an ensemble of 5 augmented views."""
     stage2_weight: float = 1.0
     """Weight of row (c)'s cross-entropy terms against its cosine terms (:class:`DistillConfig`; paper: 1)."""
     pseudo_keep: float = 0.5
@@ -74,19 +81,19 @@ class AblateConfig:
     half 28.7 (33.4), without the CE terms 28.1 (32.1), from 29.1 (33.9). From the 36.2 student, the confident half
     over the raw-output history still lost ~3 TTA points (39.4 -> 36.7-36.9); a unit history started from 5 views
     kept them (39.1, single pass 34.7 vs 35.2). A stage-2 weight of 0.25 tied with 1 (39.1 / 34.6)."""
-    val_every: int = 30
-    """Validate (6 whole rooms, eval mode) every n epochs; the best checkpoint is the one exported."""
+    val_every: int = 10
+    """Validate on the ``select_split`` rooms (whole rooms, eval mode, single pass) every n epochs and at each run's
+    end; each row's best checkpoint there is the one reported and exported."""
     tta: int = 4
     """Test-time augmentation for the report's extra ``*_tta`` 3D rows: this many randomly rotated / scaled / flipped
     passes averaged with the plain one (OpenScene's protocol, 5 passes in all). 0 = single-pass rows only. The
     trainer's validation, and so the choice of best checkpoints, is always single-pass."""
-    held_out_split: str = "teach"
-    """Synthetic split whose first ``held_out_rooms`` rooms also score the 3D rows (``ablation_held_out.md``). The
-    students never train on them and the trainer never picks a checkpoint on them (best checkpoints are picked on
-    ``val_split``), so they show whether the 3D rows' ranking survives that selection. (The stage-2 settings above
-    were chosen on them, once, by hand.) They need no 2D stage: the students read points only. '' = off."""
+    held_out_split: str = "tune"
+    """A second reported split (``ablation_held_out.md``), scored like ``val`` with every 2D and 3D row: no model
+    trains on it and no checkpoint or setting of the student is chosen on it, so it shows whether the ordering on
+    ``val`` holds on other rooms. '' = off."""
     held_out_rooms: int = 6
-    """Rooms of ``held_out_split`` evaluated (their generation takes about 4 s each)."""
+    """Rooms of ``held_out_split`` evaluated."""
     parallel: int = 2
     """Train rows (a) and (b), which are independent, in this many processes at once on CPU, and run the 2D stages
     on that many scene worker processes (:func:`sas_engine.pipeline.run_split`). 1 = one after the other."""
@@ -134,7 +141,7 @@ def _train_student(dcfg, store, train, val, text, runs_dir, device, progress: bo
     return runs_dir / dcfg.run / "best.pt"
 
 
-def _train_student_process(dcfg, store_root: str, train_paths, val_paths, text, runs_dir, threads: int,
+def _train_student_process(dcfg, store_root: str, train_paths, select_paths, text, runs_dir, threads: int,
                            progress: bool) -> Path:
     """One stage-1 row in a worker process (spawned: it loads its own copy of the scenes)."""
     from .distill.data import load_split_scenes
@@ -142,12 +149,12 @@ def _train_student_process(dcfg, store_root: str, train_paths, val_paths, text, 
     torch.set_num_threads(threads)
     store = ArtefactStore(store_root)
     train = load_split_scenes(store, train_paths, "fused.sas", progress=False)
-    val = load_split_scenes(store, val_paths, "fused.sas", progress=False)
-    return _train_student(dcfg, store, train, val, text, Path(runs_dir), "cpu", progress)
+    select = load_split_scenes(store, select_paths, None, progress=False)
+    return _train_student(dcfg, store, train, select, text, Path(runs_dir), "cpu", progress)
 
 
-def _train_rows(cfg: AblateConfig, store, train_paths, val_paths, train, val, text, runs_dir: Path, device: str,
-                timings: dict) -> dict:
+def _train_rows(cfg: AblateConfig, store, train_paths, select_paths, train, select, text, runs_dir: Path,
+                device: str, timings: dict) -> dict:
     """Checkpoints of the three 3D rows; rows (a) and (b) in parallel processes when configured (CPU only)."""
     out_ch = int(train[0].target.shape[1])
     dcfgs = {name: _distill_config(name, sp, st2, cfg, out_ch, runs_dir) for name, sp, st2 in RUNS}
@@ -161,7 +168,7 @@ def _train_rows(cfg: AblateConfig, store, train_paths, val_paths, train, val, te
         t = time.time()
         with ProcessPoolExecutor(min(cfg.parallel, len(stage1)), mp_context=mp.get_context("spawn")) as pool:
             futs = {name: pool.submit(_train_student_process, dcfgs[name], str(store.root),
-                                      [str(p) for p in train_paths], [str(p) for p in val_paths], text,
+                                      [str(p) for p in train_paths], [str(p) for p in select_paths], text,
                                       str(runs_dir), max(1, cfg.threads_per_run), name == stage1[-1])
                     for name in stage1}
             ckpts = {name: f.result() for name, f in futs.items()}
@@ -173,61 +180,133 @@ def _train_rows(cfg: AblateConfig, store, train_paths, val_paths, train, val, te
         for name, _, _ in RUNS:
             if name not in ckpts:
                 t = time.time()
-                ckpts[name] = _train_student(dcfgs[name], store, train, val, text, runs_dir, device)
+                ckpts[name] = _train_student(dcfgs[name], store, train, select, text, runs_dir, device)
                 timings[f"train_{name}_s"] = round(time.time() - t, 1)
     finally:
         torch.set_num_threads(before)
     return {name: ckpts[name] for name, _, _ in RUNS}
 
 
+def split_paths(spec: str, first: Optional[int] = None) -> list[Path]:
+    """Scene folders of ``spec``: a synthetic split name, optionally sliced (``tiny[1:]``, ``distill[:40]``), or
+    several joined by ``+``; ``first`` keeps each split's first rooms before slicing. Missing rooms are generated."""
+    import re
+
+    from .synth import ensure_split
+
+    out = []
+    for part in spec.split("+"):
+        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*(?:\[(\d*):(\d*)\])?\s*", part)
+        if not m:
+            raise ValueError(f"bad split list {spec!r}: expected name, name[a:b] or name+name")
+        lo, hi = (int(v) if v else None for v in (m.group(2), m.group(3)))
+        out += ensure_split(m.group(1), first=first)[lo:hi]
+    return out
+
+
 def run_ablation(store: ArtefactStore, cfg: AblateConfig, out_dir: Path, runs_dir: Optional[Path] = None,
                  export_student: Optional[Path] = None, export_row: str = "stage2_selfdistill") -> dict:
-    """Run every stage (cached / resumable) and write ``ablation.md``, ``ablation.json`` and plots into ``out_dir``.
+    """Run every stage (cached / resumable) and write ``ablation.md``, ``ablation.json`` and plots into ``out_dir``
+    (plus ``ablation_covered.*``: the same rows on the points the 2D fusion covers, and ``ablation_held_out*`` for
+    ``held_out_split``).
 
     ``export_student``: also write row ``export_row``'s best checkpoint there as a float16 inference file.
     """
     if export_row not in {n for n, _, _ in RUNS}:
         raise ValueError(f"unknown ablation row {export_row!r}; rows: {', '.join(n for n, _, _ in RUNS)}")
     from .distill.data import load_split_scenes
-    from .eval.evaluate import evaluate_sources, store_source
-    from .eval.report import write_report
-    from .io import load_scene
     from .pipeline import vocabulary_text
-    from .synth import ensure_split
 
     t0 = time.time()
     timings = {}
     dev = cfg.pipeline.device
     runs_dir = Path(runs_dir or store.root / "runs")
-    train_paths, val_paths = ensure_split(cfg.train_split), ensure_split(cfg.val_split)
+    train_paths, val_paths = split_paths(cfg.train_split), split_paths(cfg.val_split)
+    select_paths = split_paths(cfg.select_split, first=cfg.select_rooms)
+    held = bool(cfg.held_out_split) and cfg.held_out_rooms > 0
+    held_paths = split_paths(cfg.held_out_split, first=cfg.held_out_rooms) if held else []
+    overlap = {p.name for p in train_paths} & {p.name for p in val_paths + select_paths + held_paths}
+    if overlap:
+        raise ValueError(f"rooms both trained on and selected / reported on: {sorted(overlap)[:5]}")
     timings["synthetic_world_s"] = round(time.time() - t0, 1)
     t = time.time()
     pcfg = dataclasses.replace(cfg.pipeline)
-    run_split(store, train_paths + val_paths, pcfg, student=False, workers=cfg.parallel)
+    run_split(store, train_paths + val_paths + held_paths, pcfg, student=False, workers=cfg.parallel)
     timings["teachers_fusion_capability_s"] = round(time.time() - t, 1)
     train = load_split_scenes(store, train_paths, "fused.sas")
-    val = load_split_scenes(store, val_paths, "fused.sas")
+    select = load_split_scenes(store, select_paths, None)
     text = vocabulary_text("scannet20", pcfg)
-    ckpts = _train_rows(cfg, store, train_paths, val_paths, train, val, text, runs_dir, dev, timings)
+    ckpts = _train_rows(cfg, store, train_paths, select_paths, train, select, text, runs_dir, dev, timings)
+    del train, select
     t = time.time()
-    scenes = [load_scene(p) for p in val_paths]
-    rows_3d = _student_rows(store, scenes, pcfg, ckpts, cfg.tta)
-    timings["inference_s"] = round(time.time() - t, 1)
-    rows = [f"fused.{n}" for n in pcfg.teachers] + list(ROWS_2D) + rows_3d
-    results = evaluate_sources(scenes, [(r, store_source(store, r)) for r in rows], "scannet20", text,
-                               meta={"config": _jsonable(cfg), "timings": timings})
+    title = "Ablation on the synthetic validation scenes (paper Table 3)"
+    meta = {"config": _jsonable(cfg), "timings": timings, "train_rooms": len(train_paths),
+            "selection": f"best checkpoints picked on the first {len(select_paths)} '{cfg.select_split}' rooms"}
+    results = _report_split(store, val_paths, pcfg, ckpts, text, cfg.tta, out_dir, "ablation", title, meta)
+    timings["inference_and_eval_s"] = round(time.time() - t, 1)
     timings["total_s"] = round(time.time() - t0, 1)
-    results["meta"]["timings"] = timings
     results["meta"]["curves"] = training_curves(runs_dir)
-    if cfg.held_out_split and cfg.held_out_rooms > 0:
-        results["meta"]["held_out"] = _held_out_report(store, cfg, pcfg, ckpts, text, out_dir)
-    write_report(results, out_dir, title="Ablation on the synthetic validation scenes (paper Table 3)",
-                 stem="ablation")
+    if held:
+        res = _report_split(store, held_paths, pcfg, ckpts, text, cfg.tta, out_dir, "ablation_held_out",
+                            f"Every row on {len(held_paths)} held-out '{cfg.held_out_split}' rooms",
+                            {"split": cfg.held_out_split, "note": "never trained on; nothing is chosen on them"})
+        results["meta"]["held_out"] = {"split": cfg.held_out_split, "rooms": len(held_paths),
+                                       "miou": {r: round(v["miou"], 2) for r, v in res["sources"].items()},
+                                       "miou_covered": res["meta"]["covered_miou"]}
+    _write(results, out_dir, "ablation", title, plots=True)
     write_curves_plot(results["meta"]["curves"], Path(out_dir) / "training_curves.png",
-                      target=results["sources"]["fused.sas"]["miou"] - 2)
+                      target=results["sources"]["fused.sas"]["miou"] + 2)
     if export_student is not None:
         export_half(ckpts[export_row], export_student)
     return results
+
+
+def _write(results: dict, out_dir: Path, stem: str, title: str, plots: bool) -> None:
+    from .eval.report import write_report
+
+    write_report(results, out_dir, title=title, stem=stem, plots=plots)
+
+
+def covered_scenes(store: ArtefactStore, scenes: list, fused: str = "fused.sas") -> list:
+    """Copies of ``scenes`` whose labels ignore (255) the points without a ``fused`` 2D feature, so every row is
+    scored on exactly the points the 2D fusion covers."""
+    import numpy as np
+
+    from .eval.evaluate import store_source
+
+    load = store_source(store, fused)
+    out = []
+    for sc in scenes:
+        fs = load(sc)
+        if fs is None:
+            raise ValueError(f"scene {sc.scene_id} has no {fused!r} artefact to take the covered points from")
+        mask = fs.masks[0]
+        mask = np.ones(sc.num_points, bool) if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+        labels = np.asarray(sc.labels).copy()
+        labels[~mask] = 255
+        out.append(dataclasses.replace(sc, labels=labels))
+    return out
+
+
+def _report_split(store: ArtefactStore, paths: list, pcfg: PipelineConfig, ckpts: dict, text, tta: int,
+                  out_dir: Path, stem: str, title: str, meta: dict) -> dict:
+    """Every row (each teacher's fusion, Add, Linear, SAS, the 3D rows) on ``paths``: all points (returned; also
+    written as ``<stem>.*`` unless it is the main report, which the caller writes with its plots) and the covered
+    points (``<stem>_covered.*``)."""
+    from .eval.evaluate import evaluate_sources, store_source
+    from .io import load_scene
+
+    scenes = [load_scene(p) for p in paths]
+    rows = [f"fused.{n}" for n in pcfg.teachers] + list(ROWS_2D) + _student_rows(store, scenes, pcfg, ckpts, tta)
+    sources = [(r, store_source(store, r)) for r in rows]
+    res = evaluate_sources(scenes, sources, "scannet20", text, meta=dict(meta))
+    cov = evaluate_sources(covered_scenes(store, scenes), sources, "scannet20", text,
+                           meta={**meta, "points": "only those with a fused.sas 2D feature"})
+    res["meta"]["covered_miou"] = {r: round(v["miou"], 2) for r, v in cov["sources"].items()}
+    _write(cov, out_dir, f"{stem}_covered", f"{title}: points the 2D fusion covers", plots=False)
+    if stem != "ablation":
+        _write(res, out_dir, stem, title, plots=False)
+    return res
 
 
 def _student_rows(store: ArtefactStore, scenes: list, pcfg: PipelineConfig, ckpts: dict, tta: int) -> list[str]:
@@ -241,25 +320,6 @@ def _student_rows(store: ArtefactStore, scenes: list, pcfg: PipelineConfig, ckpt
             if tta > 0:
                 ensure_student(store, sc, pcfg, checkpoint=ck, name=f"abl_{name}_tta", tta=tta)
     return plain + aug
-
-
-def _held_out_report(store: ArtefactStore, cfg: AblateConfig, pcfg: PipelineConfig, ckpts: dict, text,
-                     out_dir: Path) -> dict:
-    """The 3D rows on the first rooms of the held-out split (``ablation_held_out.md`` / ``.json``): {row: mIoU}."""
-    from .eval.evaluate import evaluate_sources, store_source
-    from .eval.report import write_report
-    from .io import load_scene
-    from .synth import ensure_split
-
-    scenes = [load_scene(p) for p in ensure_split(cfg.held_out_split, first=cfg.held_out_rooms)]
-    rows = _student_rows(store, scenes, pcfg, ckpts, cfg.tta)
-    note = "never trained on; no checkpoint is picked on them"
-    res = evaluate_sources(scenes, [(r, store_source(store, r)) for r in rows], "scannet20", text,
-                           meta={"split": cfg.held_out_split, "note": note})
-    write_report(res, out_dir, plots=False, stem="ablation_held_out",
-                 title=f"3D rows on {len(scenes)} held-out '{cfg.held_out_split}' rooms")
-    return {"split": cfg.held_out_split, "rooms": len(scenes),
-            "miou": {r: round(res["sources"][r]["miou"], 2) for r in rows}}
 
 
 def _start_step(config: dict) -> int:

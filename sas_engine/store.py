@@ -15,7 +15,10 @@ poses, earlier artefacts by their header hash), so a changed input makes everyth
 Loading compares the header with what the caller expects; a stale or foreign artefact is refused with
 :class:`StaleArtefactError` naming both sides (or recomputed by :meth:`ArtefactStore.get_or_compute`), never
 silently reused.
-Torch payloads only contain tensors and plain Python values, so they load with ``weights_only=True``.
+Payloads are checked against the schema of their kind (:mod:`sas_engine.artefacts`: field types, dtypes, shapes, the
+point count of the geometry digest) on every save and read; a malformed file is refused like a stale one.
+Torch payloads only contain tensors and plain Python values, so they load with ``weights_only=True``
+(:func:`sas_engine.io.files.torch_load`); JSON payloads hold plain values only (anything else raises on save).
 """
 from __future__ import annotations
 
@@ -105,17 +108,21 @@ class ArtefactStore:
         ``geometry``: the scene's :attr:`~sas_engine.scene.Scene.geometry_digest` for per-point artefacts."""
         import torch
 
+        from .artefacts import validate
+
         if "__header__" in payload:
             raise ValueError("payload may not contain the key '__header__'")
+        p = self.path(scene_id, name)
+        validate(kind, payload, p, geometry)  # a writer's bug raises here, before anything is written
         obj = {"__header__": make_header(kind, config, inputs, geometry), **payload}
-        return atomic_write(self.path(scene_id, name), lambda f: torch.save(obj, f))
+        return atomic_write(p, lambda f: torch.save(obj, f))
 
     def header(self, scene_id: Optional[str], name: str, ext: str = ".pt") -> Optional[dict]:
         """The header of a stored artefact, or ``None`` when it does not exist."""
         p = self.path(scene_id, name, ext)
         if not p.exists():
             return None
-        return self._read(p)["__header__"]
+        return self._read(p, check_payload=False)["__header__"]
 
     def load(self, scene_id: Optional[str], name: str, *, kind: str, config=None, inputs=None,
              geometry: Optional[str] = None, map_location: str = "cpu", header: bool = False) -> Optional[dict]:
@@ -133,14 +140,14 @@ class ArtefactStore:
         return obj
 
     def read_any(self, scene_id: Optional[str], name: str, map_location: str = "cpu",
-                 geometry: Optional[str] = None) -> Optional[dict]:
-        """Load a torch payload made by *any* config (``None`` when missing), checking the format version and, when
-        ``geometry`` is given, that it was computed on exactly those points.
+                 geometry: Optional[str] = None, ext: str = ".pt") -> Optional[dict]:
+        """Load a payload made by *any* config (``None`` when missing), checking the format version, its schema and,
+        when ``geometry`` is given, that it was computed on exactly those points. ``ext=".json"`` for JSON artefacts.
 
-        For consumers that take whatever an earlier stage produced (evaluation, distillation); the header is returned
-        under ``"__header__"`` so callers can report which config made it.
+        For consumers that take whatever an earlier stage produced (use :func:`sas_engine.artefacts.read`, which also
+        checks the kind); the header is returned under ``"__header__"`` so callers can report which config made it.
         """
-        p = self.path(scene_id, name)
+        p = self.path(scene_id, name, ext)
         if not p.exists():
             return None
         obj = self._read(p, map_location)
@@ -172,9 +179,17 @@ class ArtefactStore:
     # -- JSON payloads ---------------------------------------------------------------------------------------
     def save_json(self, scene_id: Optional[str], name: str, payload: dict, *, kind: str, config=None,
                   inputs=None) -> Path:
-        obj = {"__header__": make_header(kind, config, inputs), **payload}
-        text = json.dumps(obj, indent=1, sort_keys=False, default=_json_default)
-        return atomic_write(self.path(scene_id, name, ".json"), lambda f: f.write(text), mode="w")
+        """Atomically save a JSON payload with a header. Values JSON cannot hold raise :class:`TypeError` naming
+        their key (numpy scalars / arrays, paths and dataclasses are converted; nothing is stringified silently)."""
+        from .artefacts import to_json_value, validate
+
+        if "__header__" in payload:
+            raise ValueError("payload may not contain the key '__header__'")
+        p = self.path(scene_id, name, ".json")
+        body = to_json_value(payload)
+        validate(kind, body, p)
+        text = json.dumps({"__header__": make_header(kind, config, inputs), **body}, indent=1, sort_keys=False)
+        return atomic_write(p, lambda f: f.write(text), mode="w")
 
     def load_json(self, scene_id: Optional[str], name: str, *, kind: str, config=None, inputs=None) -> Optional[dict]:
         p = self.path(scene_id, name, ".json")
@@ -210,21 +225,30 @@ class ArtefactStore:
         return out
 
     # -- internals -------------------------------------------------------------------------------------------
-    def _read(self, p: Path, map_location: str = "cpu") -> dict:
+    def _read(self, p: Path, map_location: str = "cpu", check_payload: bool = True) -> dict:
+        """The file's object (header included). Raises :class:`StaleArtefactError` naming ``p`` when it is unreadable,
+        has no header or (``check_payload``) its payload does not fit the schema of its kind
+        (:mod:`sas_engine.artefacts`)."""
+        from .artefacts import validate
+        from .io.files import torch_load
+
         try:
             if p.suffix == ".json":
                 obj = json.loads(p.read_text())
-            else:
-                import torch
-
-                from .io.files import numpy_safe_globals  # numpy arrays in payloads are plain data
-
-                with torch.serialization.safe_globals(numpy_safe_globals()):
-                    obj = torch.load(p, map_location=map_location, weights_only=True)
+            else:  # tensors and plain values only: never unpickles objects, whatever SAS_TRUST_PICKLE says
+                obj = torch_load(p, trust_pickle=False, what="artefact", map_location=map_location)
+        except SASInputError as e:
+            raise StaleArtefactError(f"{p}: not a readable artefact ({e.problem})") from e
         except Exception as e:  # corrupt or foreign file
             raise StaleArtefactError(f"{p}: not a readable artefact ({type(e).__name__}: {e})") from e
         if not isinstance(obj, dict) or not isinstance(obj.get("__header__"), dict):
             raise StaleArtefactError(f"{p}: has no artefact header (foreign file)")
+        if check_payload:
+            h = obj["__header__"]
+            try:
+                validate(h.get("kind"), {k: v for k, v in obj.items() if k != "__header__"}, p, h.get("geometry"))
+            except SASInputError as e:
+                raise StaleArtefactError(f"{e}: recompute it") from e
         return obj
 
     @staticmethod
@@ -250,14 +274,3 @@ def check_geometry(p: Path, h: dict, geometry: Optional[str]) -> None:
             "(digest = point count:hash of the coordinates in order); the scene's geometry changed or was "
             "reordered since, so this artefact does not belong to these points: recompute it")
 
-
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot write {type(o).__name__} {o!r} into a JSON artefact")

@@ -27,7 +27,15 @@ fi
 # the package itself, editable, so that `sas` works from anywhere; reinstalled only when it points elsewhere
 here=$(pwd -P)
 there=$(cd / && $PY -c 'import pathlib, sas_engine; print(pathlib.Path(sas_engine.__file__).resolve().parents[1])' 2>/dev/null || true)
-if [ "$there" != "$here" ] || ! command -v sas >/dev/null || ! command -v sas-app >/dev/null; then
+# ... or when the installed metadata declares other dependencies than requirements.txt (a pin was added or changed)
+same_deps=$($PY -c 'import importlib.metadata as md, sys
+want = sorted(l.split("#", 1)[0].strip() for l in open("requirements.txt") if l.split("#", 1)[0].strip())
+try:
+    have = sorted(r.strip() for r in (md.requires("sas-engine") or []))
+except md.PackageNotFoundError:
+    have = None
+print("yes" if have == want else "no")' 2>/dev/null || echo no)
+if [ "$there" != "$here" ] || [ "$same_deps" != "yes" ] || ! command -v sas >/dev/null || ! command -v sas-app >/dev/null; then
   echo "[setup] pip install -e . (the sas command)"
   $PY -m pip install -q --no-deps --no-build-isolation -e .
 fi

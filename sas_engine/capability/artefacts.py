@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..errors import SASInputError
 from .fusion import FusedResult
 
 KIND = "fused"
@@ -17,19 +16,12 @@ KIND = "fused"
 def load_any(store, scene_id: Optional[str], name: str, geometry: Optional[str] = None) -> dict:
     """Payload of ``name`` made by any config (format version and kind are still checked, and the points' digest
     when ``geometry`` is given), with its header under ``"__header__"``. Raises :class:`SASInputError` naming the
-    file when it does not exist, is not a fusion artefact or belongs to other points."""
-    from ..errors import StaleArtefactError
+    file when it does not exist, is not a fusion artefact (its schema included) or belongs to other points.
+    A thin name for :func:`sas_engine.artefacts.read` with ``kind="fused"``."""
+    from ..artefacts import read
 
-    try:
-        obj = store.read_any(scene_id, name, geometry=geometry)
-    except StaleArtefactError as e:
-        raise SASInputError(None, str(e)) from e
-    if obj is None:
-        raise SASInputError(store.path(scene_id, name), "artefact not found")
-    header = obj["__header__"]
-    if header.get("kind") != KIND:
-        raise SASInputError(store.path(scene_id, name), f"holds a {header.get('kind')!r} artefact, not {KIND!r}")
-    return obj
+    return read(store, scene_id, name, geometry=geometry, kind=KIND, required=True, header=True,
+                hint="run `sas fuse` for it first")
 
 
 def save_fused(store, scene_id: str, mode: str, result: FusedResult, config: dict, *, inputs: dict,

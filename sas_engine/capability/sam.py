@@ -96,16 +96,12 @@ _SAM_TYPES = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 def load_sam(checkpoint: str | Path, device: str = "cpu"):
     """Build a ``segment_anything.Sam`` from a local checkpoint (type detected from the weights, loaded with
     ``weights_only=True``)."""
-    import torch
     from segment_anything import sam_model_registry
 
+    from ..io.files import torch_load
+
     p = Path(checkpoint)
-    if not p.is_file():
-        raise SASInputError(p, "SAM checkpoint file does not exist")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SASInputError(p, f"not a readable SAM checkpoint ({type(e).__name__}: {e})") from e
+    state = torch_load(p, what="SAM checkpoint")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     w = state.get("image_encoder.patch_embed.proj.weight") if isinstance(state, dict) else None

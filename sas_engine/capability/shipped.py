@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from ..artefacts import validate
 from ..config import config_hash
 from ..store import FORMAT_VERSION, SHARED, ArtefactStore, atomic_write
 from .table import KIND
@@ -48,7 +49,8 @@ def install_shipped_table(store: ArtefactStore, name: str, config: dict, inputs:
         text = src.read_text()
         obj = json.loads(text)
         head = obj["__header__"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        validate(KIND, {k: v for k, v in obj.items() if k != "__header__"}, src)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # SASInputError (schema) is a ValueError
         log.warning("ignoring shipped capability table %s: %s", src, e)
         return False
     if (head.get("format_version") != FORMAT_VERSION or head.get("kind") != KIND
@@ -70,7 +72,11 @@ def install_shipped_table(store: ArtefactStore, name: str, config: dict, inputs:
 
 def export_shipped_table(store: ArtefactStore, name: str, folder: Optional[Path] = None) -> Path:
     """Write the store's ``<name>.json`` and its gallery files into ``folder`` (default :data:`SHIPPED_DIR`),
-    replacing an earlier export of the same name. Returns the JSON path."""
+    replacing an earlier export of the same name (the file's bytes as stored, once it has been read and checked like
+    any capability table). Returns the JSON path."""
+    from ..artefacts import read_json
+
+    read_json(store, None, name, kind=KIND, required=True)
     text = store.path(None, name, ".json").read_text()
     obj = json.loads(text)
     folder = Path(folder) if folder is not None else SHIPPED_DIR

@@ -138,10 +138,9 @@ def save_capability_table(store, table: CapabilityTable, synthesizer: str, confi
 def load_capability_table(store, synthesizer: str) -> CapabilityTable:
     """Load ``capability.<synthesizer>`` from the store (format version and kind are checked; any producing config is
     accepted). Raises :class:`SASInputError` when it does not exist."""
+    from ..artefacts import read_json
+
     name = f"capability.{synthesizer}"
-    h = store.header(None, name, ".json")
-    if h is None:
-        raise SASInputError(store.path(None, name, ".json"),
-                            f"no capability table; run `sas capability --synth {synthesizer}` first")
-    d = store.load_json(None, name, kind=KIND, config=h.get("config"), inputs=h.get("inputs"))
+    d = read_json(store, None, name, kind=KIND, required=True,
+                  hint=f"no capability table; run `sas capability --synth {synthesizer}` first")
     return CapabilityTable.from_json(d, store.path(None, name, ".json"))

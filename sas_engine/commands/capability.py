@@ -1,46 +1,61 @@
 """``sas capability``: synthesize images per class, score the teachers on them, store the capability table + chart."""
 from __future__ import annotations
 
-from .common import add_store_arg
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
 
-HELP = "build the annotation-free capability table (teachers x classes) from synthesized images"
+from ..teachers import DEMO_TEACHERS
+from .common import DEFAULT_STORE
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--synth", choices=("rooms", "synthetic", "sd"), default="rooms",
-                   help="image synthesizer: generated rooms framed on an instance of the class (default; exact "
-                        "instance masks), the object alone on a plain background (synthetic), or Stable "
-                        "Diffusion + SAM")
-    from ..teachers import DEMO_TEACHERS
+@dataclass
+class Config:
+    """Build the annotation-free capability table (teachers x classes) from synthesized images."""
 
-    p.add_argument("--teachers", default=",".join(DEMO_TEACHERS),
-                   help=f"comma-separated teacher registry names (default: the shipped {','.join(DEMO_TEACHERS)})")
-    p.add_argument("--m", type=int, default=50, help="images per class (default: the release's 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed + i")
-    p.add_argument("--vocab", default="scannet20", help="label set used as vocabulary (its prompt words are synthesized)")
-    p.add_argument("--exclude", default=None,
-                   help="comma-separated class names not to synthesize (their capability stays unknown and fusion fills "
-                        "it with the teacher's mean); default: otherfurniture for sd (as the release), none otherwise")
-    p.add_argument("--mode", choices=("pooled", "per_image"), default="pooled",
-                   help="IoU variant stored as the capability: pooled (release, default) or per_image (paper Eq. 3)")
-    p.add_argument("--text-encoder", default=None, help="shared text encoder spec (default: packaged MiniLM)")
-    p.add_argument("--linear-step", type=float, default=0.1, help="simplex grid step for the Linear baseline's weights")
-    p.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
-    p.add_argument("--ship", action="store_true",
-                   help="build the table exactly as the pipeline does (its stamp, so the demo and `sas fuse` reuse "
-                        "it) and copy it with its gallery into checkpoints/capability/, where fresh stores find it")
-    g = p.add_argument_group("synthetic world")
-    g.add_argument("--size", default="320x240", help="render size WxH")
-    g = p.add_argument_group("Stable Diffusion")
-    g.add_argument("--sd-model", default="", help="local diffusers Stable Diffusion folder")
-    g.add_argument("--sam-checkpoint", default=None, help="local SAM checkpoint (.pth); without it the coarse mask is kept")
-    g.add_argument("--prompt", default="capability",
-                   help="capability (release), capability_paper, or a literal template with {}")
-    g.add_argument("--steps", type=int, default=50, help="denoising steps")
-    g.add_argument("--guidance", type=float, default=7.0, help="classifier-free guidance scale")
-    g.add_argument("--image-size", type=int, default=512, help="SD image side")
-    g.add_argument("--batch-size", type=int, default=1, help="SD images sampled together")
-    add_store_arg(p)
+    synth: Literal["rooms", "synthetic", "sd"] = "rooms"
+    """Image synthesizer: generated rooms framed on an instance of the class (default; exact instance masks), the
+    object alone on a plain background (synthetic), or Stable Diffusion + SAM (sd)."""
+    teachers: tuple[str, ...] = DEMO_TEACHERS
+    """Teacher registry names, comma-separated (default: the three shipped compact teachers)."""
+    m: int = 50
+    """Images per class (default: the release's 50)."""
+    seed: int = 0
+    """Seed of the first image; image i uses seed + i."""
+    vocab: str = "scannet20"
+    """Label set used as vocabulary (its prompt words are synthesized)."""
+    exclude: Optional[str] = None
+    """Comma-separated class names not to synthesize (their capability stays unknown and fusion fills it with the
+    teacher's mean); default: otherfurniture for sd (as the release), none otherwise."""
+    mode: Literal["pooled", "per_image"] = "pooled"
+    """IoU variant stored as the capability: pooled (release, default) or per_image (paper Eq. 3)."""
+    text_encoder: Optional[str] = None
+    """Shared text encoder spec (default: packaged MiniLM)."""
+    linear_step: float = 0.1
+    """Simplex grid step for the Linear baseline's weights."""
+    device: str = "cpu"
+    """Torch device (cpu or cuda)."""
+    ship: bool = False
+    """Build the table exactly as the pipeline does (its stamp, so the demo and `sas fuse` reuse it) and copy it
+    with its gallery into checkpoints/capability/, where fresh stores find it."""
+    size: str = "320x240"
+    """Synthetic world (rooms, synthetic): render size WxH."""
+    sd_model: str = ""
+    """Stable Diffusion: local diffusers Stable Diffusion folder."""
+    sam_checkpoint: Optional[str] = None
+    """Stable Diffusion: local SAM checkpoint (.pth); without it the coarse mask is kept."""
+    prompt: str = "capability"
+    """Stable Diffusion: capability (release), capability_paper, or a literal template with {}."""
+    steps: int = 50
+    """Stable Diffusion: denoising steps."""
+    guidance: float = 7.0
+    """Stable Diffusion: classifier-free guidance scale."""
+    image_size: int = 512
+    """Stable Diffusion: image side."""
+    batch_size: int = 1
+    """Stable Diffusion: images sampled together."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
 
 
 def run(args) -> int:
@@ -52,7 +67,7 @@ def run(args) -> int:
 
     if args.m < 1:
         raise SASInputError(None, f"--m must be >= 1, got {args.m}")
-    names = [t.strip() for t in args.teachers.split(",") if t.strip()]
+    names = list(args.teachers)
     if args.ship:
         return _ship(args, names)
     teachers = [build_teacher(n) for n in names]

@@ -1,27 +1,53 @@
 """``sas distill``: train the 3D student on a split's fused 2D features (stage 1 + stage 2), resumable, torchrun-ready."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Optional
 
-from .common import add_store_arg
+import tyro
 
-HELP = "distil fused 2D features into the sparse 3D student (stage 1 + temporal-ensembling stage 2)"
+from ..distill.trainer import DistillConfig
+from .common import DEFAULT_STORE, Dataset
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--train", nargs="+", required=True, help="training scene folders (or a synthetic split name: tiny/train/val)")
-    p.add_argument("--val", nargs="*", default=[], help="validation scene folders or split name (ground truth needed)")
-    p.add_argument("--dataset", default=None, help="dataset preset (default: detected)")
-    p.add_argument("--fused", default="fused.sas", help="store artefact with the fusion targets (fused.sas, fused.add, ...)")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="checkpoint folder (run subfolder inside)")
-    p.add_argument("--text-encoder", default=None, help="text encoder spec (default: the packaged MiniLM)")
-    p.add_argument("--label-set", default=None, help="label set for stage-2 pseudo labels and validation (default: preset's)")
-    p.add_argument("--device", default="cpu")
-    add_store_arg(p)
-    from ..distill.trainer import DistillConfig
-    from .common import add_dataclass_args
+@dataclass
+class StudentSettings(DistillConfig):
+    """The run's :class:`DistillConfig` (its ``out_channels`` comes from the fused targets, not the command line)."""
 
-    add_dataclass_args(p, DistillConfig)
+    out_channels: tyro.conf.Suppress[int] = DistillConfig.out_channels
+    """Set from the fused targets' width."""
+
+    def distill_config(self, out_channels: int) -> DistillConfig:
+        """A plain :class:`DistillConfig` with these settings and the targets' width."""
+        kw = {f.name: getattr(self, f.name) for f in fields(DistillConfig)}
+        return DistillConfig(**{**kw, "out_channels": int(out_channels)})
+
+
+@dataclass
+class Config:
+    """Distil fused 2D features into the sparse 3D student (stage 1 + temporal-ensembling stage 2)."""
+
+    train: list[str]
+    """Training scene folders (or a synthetic split name: tiny/train/val)."""
+    val: list[str] = field(default_factory=list)
+    """Validation scene folders or split name (ground truth needed)."""
+    dataset: Dataset = None
+    """Dataset preset (default: detected)."""
+    fused: str = "fused.sas"
+    """Store artefact with the fusion targets (fused.sas, fused.add, ...)."""
+    out: Path = Path("runs")
+    """Checkpoint folder (run subfolder inside)."""
+    text_encoder: Optional[str] = None
+    """Text encoder spec (default: the packaged MiniLM)."""
+    label_set: Optional[str] = None
+    """Label set for stage-2 pseudo labels and validation (default: the preset's)."""
+    device: str = "cpu"
+    """Torch device (cpu, cuda; under torchrun each rank takes cuda:LOCAL_RANK)."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
+    student: tyro.conf.OmitArgPrefixes[StudentSettings] = field(default_factory=StudentSettings)
+    """Training settings (:class:`sas_engine.distill.trainer.DistillConfig`)."""
 
 
 def resolve_scene_paths(items: list[str]) -> list[Path]:
@@ -44,12 +70,15 @@ def run(args) -> int:
 
     from ..config import get_preset
     from ..distill.data import load_split_scenes
-    from ..distill.trainer import DistillConfig, DistillTrainer
+    from ..distill.trainer import DistillTrainer
     from ..labels import get_label_set
     from ..store import ArtefactStore
     from ..teachers import get_text_encoder
-    from .common import dataclass_from_args
 
+    if not args.train:
+        from ..errors import SASInputError
+
+        raise SASInputError(None, "--train needs at least one scene folder or split name")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
         if args.device.startswith("cuda"):
@@ -57,8 +86,7 @@ def run(args) -> int:
     store = ArtefactStore(args.store)
     train = load_split_scenes(store, resolve_scene_paths(args.train), args.fused, args.dataset)
     val = load_split_scenes(store, resolve_scene_paths(args.val), args.fused, args.dataset) if args.val else []
-    cfg = dataclass_from_args(DistillConfig, args)
-    cfg.out_channels = int(train[0].target.shape[1])
+    cfg = args.student.distill_config(out_channels=int(train[0].target.shape[1]))
     preset = get_preset(args.dataset or "synthetic")
     labels = get_label_set(args.label_set or preset.label_set)
     text = get_text_encoder(args.text_encoder).encode(labels.prompts(preset.prompt_template))

@@ -1,48 +1,64 @@
 """``sas eval``: zero-shot evaluation of stored per-point feature sources -> Markdown table, JSON, PNG plots."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, Optional
 
-from .common import add_store_arg, add_up_arg
+import tyro
 
-HELP = "evaluate stored feature sources (fused.<teacher>, fused.sas, pred3d.<run>, A+B ensembles) against ground truth"
+from .common import DEFAULT_STORE, Dataset, Up
+
+WHAT = tyro.conf.create_mutex_group(required=True, title="scenes evaluated (one of)")
+TEXT = tyro.conf.create_mutex_group(required=False, title="text embeddings (one of)")
 
 
-def add_arguments(p) -> None:
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--split", help="folder of scenes (ScanNet scans/, OpenScene .pth files) or synthetic split name")
-    g.add_argument("--scene", help="one scene folder or file")
-    p.add_argument("--sources", required=True,
-                   help="comma-separated store artefacts, e.g. fused.lseg_compact,fused.sas,pred3d.run1; "
-                        "'A+B' = OpenScene 2D-3D ensemble of A and B")
-    p.add_argument("--task", choices=["semantic", "instances"], default="semantic",
-                   help="semantic: per-point zero-shot segmentation (mIoU); instances: 3D instances labelled with "
-                        "each source, scored with the ScanNet instance benchmark (AP, AP50, AP25; writes "
-                        "instances.md / instances.json into --out)")
-    p.add_argument("--masks", type=Path, default=None,
-                   help="--task instances: folder of instance masks made elsewhere (<scene>.txt benchmark / Mask3D "
-                        "format, <scene>_masks.pt or .npy) used as the proposals")
-    p.add_argument("--dataset", default=None, help="dataset preset (default: detected from the layout)")
-    add_up_arg(p)
-    p.add_argument("--label-set", default=None,
-                   help="label set to query (default: the scenes' own; nuScenes-16 scenes use nuscenes43, "
-                        "the 43 detailed names mapped back to 16 classes)")
-    p.add_argument("--template", default=None,
-                   help="prompt template: a name (scene, capability, capability_paper) or a string with {} "
-                        "(default: the dataset preset's, 'a {} in a scene')")
-    te = p.add_mutually_exclusive_group()
-    te.add_argument("--text-encoder", default=None, help="text encoder spec (default: the packaged MiniLM)")
-    te.add_argument("--text-emb", type=Path, default=None,
-                    help="precomputed text embeddings [Q, C] (.pt or .npy) of the label set's prompts")
-    p.add_argument("--convention", default="present", choices=["present", "openscene"],
-                   help="mIoU/mAcc mean: over classes present in the GT, or OpenScene's sum / K (both are in the JSON)")
-    p.add_argument("--allow-missing", choices=["miss", "skip"], default=None,
-                   help="when a source lacks a scene: count its points as misses, or skip the scene (default: error)")
-    p.add_argument("--out", type=Path, default=Path("eval_report"), help="report folder (default ./eval_report)")
-    p.add_argument("--no-plots", action="store_true", help="write only the Markdown and JSON files")
-    p.add_argument("--device", default="cpu", help="torch device for the feature . text products")
-    p.add_argument("--chunk-size", type=int, default=65536, help="points per matrix product")
-    add_store_arg(p)
+@dataclass
+class Config:
+    """Evaluate stored feature sources (fused.<teacher>, fused.sas, pred3d.<run>, A+B ensembles) against ground
+    truth: a Markdown table, JSON and plots."""
+
+    sources: str
+    """Comma-separated store artefacts, e.g. fused.lseg_compact,fused.sas,pred3d.run1; 'A+B' = OpenScene 2D-3D
+    ensemble of A and B."""
+    split: Annotated[Optional[str], WHAT] = None
+    """Folder of scenes (ScanNet scans/, OpenScene .pth files) or synthetic split name."""
+    scene: Annotated[Optional[str], WHAT] = None
+    """One scene folder or file."""
+    task: Literal["semantic", "instances"] = "semantic"
+    """semantic: per-point zero-shot segmentation (mIoU); instances: 3D instances labelled with each source, scored
+    with the ScanNet instance benchmark (AP, AP50, AP25; writes instances.md / instances.json into --out)."""
+    masks: Optional[Path] = None
+    """--task instances: folder of instance masks made elsewhere (<scene>.txt benchmark / Mask3D format,
+    <scene>_masks.pt or .npy) used as the proposals."""
+    dataset: Dataset = None
+    """Dataset preset (default: detected from the layout)."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    label_set: Optional[str] = None
+    """Label set to query (default: the scenes' own; nuScenes-16 scenes use nuscenes43, the 43 detailed names
+    mapped back to 16 classes)."""
+    template: Optional[str] = None
+    """Prompt template: a name (scene, capability, capability_paper) or a string with {} (default: the dataset
+    preset's, 'a {} in a scene')."""
+    text_encoder: Annotated[Optional[str], TEXT] = None
+    """Text encoder spec (default: the packaged MiniLM)."""
+    text_emb: Annotated[Optional[Path], TEXT] = None
+    """Precomputed text embeddings [Q, C] (.pt or .npy) of the label set's prompts."""
+    convention: Literal["present", "openscene"] = "present"
+    """mIoU/mAcc mean: over classes present in the GT, or OpenScene's sum / K (both are in the JSON)."""
+    allow_missing: Optional[Literal["miss", "skip"]] = None
+    """When a source lacks a scene: count its points as misses, or skip the scene (default: error)."""
+    out: Path = Path("eval_report")
+    """Report folder."""
+    no_plots: bool = False
+    """Write only the Markdown and JSON files."""
+    device: str = "cpu"
+    """Torch device for the feature . text products."""
+    chunk_size: int = 65536
+    """Points per matrix product."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
 
 
 def run(args) -> int:

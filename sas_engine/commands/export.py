@@ -1,26 +1,41 @@
 """``sas export``: ScanNet benchmark submission files (one NYU40 id per vertex per line) from a stored source."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
-from .common import add_store_arg, add_up_arg
+import tyro
 
-HELP = "write ScanNet benchmark submission files (<scene_id>.txt, one NYU40 id per vertex) from a feature source"
+from .common import DEFAULT_STORE, Dataset, Up
+
+TEXT = tyro.conf.create_mutex_group(required=False, title="text embeddings (one of)")
 
 
-def add_arguments(p) -> None:
-    p.add_argument("target", help="a scene (folder or file) or a split (folder of scenes, or a synthetic split name)")
-    p.add_argument("--source", required=True, help="store artefact to label with, e.g. pred3d.run1 or fused.sas "
-                                                   "('A+B' = 2D-3D ensemble)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the <scene_id>.txt files")
-    p.add_argument("--dataset", default=None, help="dataset preset (default: detected from the layout)")
-    add_up_arg(p)
-    p.add_argument("--template", default=None, help="prompt template name or string with {} (default: the preset's)")
-    te = p.add_mutually_exclusive_group()
-    te.add_argument("--text-encoder", default=None, help="text encoder spec (default: the packaged MiniLM)")
-    te.add_argument("--text-emb", type=Path, default=None, help="precomputed ScanNet-20 text embeddings [20, C]")
-    p.add_argument("--device", default="cpu", help="torch device for the feature . text products")
-    add_store_arg(p)
+@dataclass
+class Config:
+    """Write ScanNet benchmark submission files (<scene_id>.txt, one NYU40 id per vertex) from a feature source."""
+
+    target: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="TARGET")]]
+    """A scene (folder or file) or a split (folder of scenes, or a synthetic split name)."""
+    source: str
+    """Store artefact to label with, e.g. pred3d.run1 or fused.sas ('A+B' = 2D-3D ensemble)."""
+    out: Path
+    """Folder for the <scene_id>.txt files."""
+    dataset: Dataset = None
+    """Dataset preset (default: detected from the layout)."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    template: Optional[str] = None
+    """Prompt template name or string with {} (default: the preset's)."""
+    text_encoder: Annotated[Optional[str], TEXT] = None
+    """Text encoder spec (default: the packaged MiniLM)."""
+    text_emb: Annotated[Optional[Path], TEXT] = None
+    """Precomputed ScanNet-20 text embeddings [20, C] (.pt or .npy)."""
+    device: str = "cpu"
+    """Torch device for the feature . text products."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
 
 
 def run(args) -> int:

@@ -7,38 +7,62 @@ reruns skip scenes whose index is complete.
 """
 from __future__ import annotations
 
-from .common import add_store_arg, add_up_arg
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal, Optional
 
-HELP = "run a 2D teacher over a scene's frames (or a whole split) and cache the outputs in the store"
+import tyro
+
+from .common import DEFAULT_STORE, Dataset, Up
 
 
-def add_arguments(p) -> None:
-    p.add_argument("scene", nargs="?", help="scene folder or file (omit with --split)")
-    p.add_argument("--split", default=None, help="a split name (synthetic: tiny, train, val) or a folder of scenes")
-    p.add_argument("--dataset", default=None, help="dataset preset; detected from the layout when omitted")
-    add_up_arg(p)
-    p.add_argument("--teacher", required=True, help="registered teacher name (clip_dense, sam_clip, lseg, "
-                                                    "precomputed, lseg_compact, seem_compact...)")
-    add_store_arg(p)
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-    p.add_argument("--batch", type=int, default=4, help="frames per teacher batch")
-    p.add_argument("--cache-stride", type=int, default=1,
-                   help="average-pool dense maps by this factor before caching (1 = native resolution)")
-    p.add_argument("--checkpoint", default=None, help="teacher weights file (clip_dense, lseg)")
-    p.add_argument("--clip-checkpoint", default=None, help="open_clip weights (sam_clip; lseg without clip keys)")
-    p.add_argument("--sam-checkpoint", default=None, help="SAM weights (sam_clip)")
-    p.add_argument("--arch", default=None, help="open_clip architecture (clip_dense: arch, sam_clip: clip_arch)")
-    p.add_argument("--root", default=None, help="folder of precomputed outputs (precomputed)")
-    p.add_argument("--kind", default=None, choices=["dense", "mask"], help="precomputed: dense features or masks")
-    p.add_argument("--vocabulary", default=None, help="label set the mask teacher classifies into (sam_clip)")
-    p.add_argument("--text-encoder", default=None,
-                   help="shared text encoder for mask alignment / precomputed features: minilm or "
-                        "openclip:<arch>:<path> (default minilm)")
-    p.add_argument("--captioner", default=None, help="MAT captioner: mask_cues (default) or hf:<folder>")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra teacher builder argument (repeatable; numbers are parsed)")
-    p.add_argument("--recompute", action="store_true", help="ignore cached frames")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+@dataclass
+class Config:
+    """Run a 2D teacher over a scene's frames (or a whole split) and cache the outputs in the store."""
+
+    teacher: str
+    """Registered teacher name (clip_dense, sam_clip, lseg, precomputed, lseg_compact, seem_compact...)."""
+    scene: tyro.conf.Positional[Annotated[Optional[str], tyro.conf.arg(metavar="SCENE")]] = None
+    """Scene folder or file (omit with --split)."""
+    split: Optional[str] = None
+    """A split name (synthetic: tiny, train, val) or a folder of scenes."""
+    dataset: Dataset = None
+    """Dataset preset; detected from the layout when omitted."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
+    device: str = "cpu"
+    """Torch device (cpu, cuda, cuda:1)."""
+    batch: int = 4
+    """Frames per teacher batch."""
+    cache_stride: int = 1
+    """Average-pool dense maps by this factor before caching (1 = native resolution)."""
+    checkpoint: Optional[str] = None
+    """Teacher weights file (clip_dense, lseg)."""
+    clip_checkpoint: Optional[str] = None
+    """open_clip weights (sam_clip; lseg without clip keys)."""
+    sam_checkpoint: Optional[str] = None
+    """SAM weights (sam_clip)."""
+    arch: Optional[str] = None
+    """open_clip architecture (clip_dense: arch, sam_clip: clip_arch)."""
+    root: Optional[str] = None
+    """Folder of precomputed outputs (precomputed)."""
+    kind: Optional[Literal["dense", "mask"]] = None
+    """precomputed: dense features or masks."""
+    vocabulary: Optional[str] = None
+    """Label set the mask teacher classifies into (sam_clip)."""
+    text_encoder: Optional[str] = None
+    """Shared text encoder for mask alignment / precomputed features: minilm or openclip:<arch>:<path> (default
+    minilm)."""
+    captioner: Optional[str] = None
+    """MAT captioner: mask_cues (default) or hf:<folder>."""
+    opt: tyro.conf.UseAppendAction[list[str]] = field(default_factory=list)
+    """Extra teacher builder argument KEY=VALUE (repeatable; numbers are parsed)."""
+    recompute: bool = False
+    """Ignore cached frames."""
+    no_progress: bool = False
+    """Hide progress bars."""
 
 
 def teacher_kwargs(args) -> dict:

@@ -2,34 +2,57 @@
 per-teacher fused features (capability-guided, Add, Linear)."""
 from __future__ import annotations
 
-from .common import add_scene_args, add_store_arg
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
 
-HELP = "fuse 2D teacher outputs onto the scene's points (one teacher) or combine fused teachers (sas, add, linear)"
+from ..pipeline import PipelineConfig
+from .common import DEFAULT_STORE, Dataset, Scene, Up
+
 COMBINED = ("sas", "add", "linear")
 READY_TEACHERS = ("lseg_compact", "seem_compact", "odise_compact")
 """Teachers ``sas fuse`` runs itself when no ``sas extract`` cache exists (they need no weights on the command line)."""
 
 
-def add_arguments(p) -> None:
-    add_scene_args(p)
-    p.add_argument("--mode", required=True, help="sas | add | linear | <teacher name> (single-teacher fusion)")
-    p.add_argument("--teachers", default=",".join(READY_TEACHERS),
-                   help="teachers combined by sas/add/linear (their fused.<teacher> artefacts must exist)")
-    p.add_argument("--synth", default="rooms", help="which capability table to use: capability.<synth> (rooms, "
-                                                    "synthetic, sd, oracle)")
-    from ..pipeline import PipelineConfig
+@dataclass
+class Config:
+    """Fuse 2D teacher outputs onto the scene's points (one teacher) or combine fused teachers (sas, add, linear).
 
-    p.add_argument("--tau", type=float, default=PipelineConfig.tau,
-                   help=f"softmax temperature of capability-guided fusion (default {PipelineConfig.tau}, chosen on "
-                        "teaching rooms; release 0.05)")
-    p.add_argument("--weighting", choices=("mean", "normalized"), default=PipelineConfig.weighting,
-                   help="teacher weight = mean capability at the voted classes (paper) or that divided by the sum "
-                        f"over teachers (release; default {PipelineConfig.weighting})")
-    p.add_argument("--catch-all", default=None,
-                   help="TEACHER:CLASS - points that TEACHER labels CLASS keep TEACHER's feature (release: lseg:other)")
-    p.add_argument("--text-encoder", default=None, help="text encoder spec of the fused features' space (default MiniLM)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
-    add_store_arg(p)
+    The fusion settings are those of :class:`sas_engine.pipeline.PipelineConfig` (same names, same defaults)."""
+
+    scene: Scene
+    """Scene folder or file (ScanNet scan folder, OpenScene .pth, custom RGB-D folder...)."""
+    mode: str
+    """sas | add | linear | <teacher name> (single-teacher fusion)."""
+    dataset: Dataset = None
+    """Dataset preset (scannet, matterport, nuscenes, synthetic); detected from the layout when omitted."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    teachers: tuple[str, ...] = READY_TEACHERS
+    """Teachers combined by sas/add/linear, comma-separated (their fused.<teacher> artefacts must exist)."""
+    synth: str = PipelineConfig.synthesizer
+    """Which capability table sas/linear use: capability.<synth> (rooms, synthetic, sd, oracle)."""
+    tau: float = PipelineConfig.tau
+    """Softmax temperature of capability-guided fusion (chosen on teaching rooms; release 0.05)."""
+    weighting: Literal["mean", "normalized"] = PipelineConfig.weighting
+    """Teacher weight = mean capability at the voted classes (paper) or that divided by the sum over teachers
+    (release)."""
+    catch_all: Optional[str] = PipelineConfig.catch_all
+    """TEACHER:CLASS - points that TEACHER labels CLASS keep TEACHER's feature (release: lseg:other)."""
+    text_encoder: Optional[str] = PipelineConfig.text_encoder
+    """Text encoder spec of the fused features' space (default MiniLM)."""
+    cache_frames: bool = PipelineConfig.cache_frames
+    """Single-teacher fusion: keep the teacher's per-frame outputs in the store (what `sas extract` writes)."""
+    device: str = PipelineConfig.device
+    """Torch device (cpu or cuda)."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
+
+    def pipeline(self) -> PipelineConfig:
+        """The :class:`PipelineConfig` these settings describe (the other fields keep their defaults)."""
+        return PipelineConfig(teachers=tuple(self.teachers), synthesizer=self.synth, tau=self.tau,
+                              weighting=self.weighting, catch_all=self.catch_all, text_encoder=self.text_encoder,
+                              cache_frames=self.cache_frames, device=self.device)
 
 
 def run(args) -> int:
@@ -44,12 +67,12 @@ def run(args) -> int:
 def _single(args, store) -> int:
     """One teacher: read ``sas extract``'s cache when it exists, else run the registered teacher frame by frame."""
     from ..io import load_scene
-    from ..pipeline import PipelineConfig, fuse_source, teacher_source, vocabulary_text
+    from ..pipeline import fuse_source, teacher_source, vocabulary_text
     from ..teachers import build_teacher
     from ..teachers.cache import cached_feature_source, index_artefact
 
     scene = load_scene(args.scene, dataset=args.dataset, up=args.up)
-    cfg = PipelineConfig(text_encoder=args.text_encoder, device=args.device)
+    cfg = args.pipeline()
     if args.mode in READY_TEACHERS:
         source = teacher_source(store, scene, build_teacher(args.mode).to(args.device), cfg)
     elif store.path(scene.scene_id, index_artefact(args.mode), ".json").is_file():
@@ -74,14 +97,13 @@ def _combined(args, store) -> int:
     from ..capability.artefacts import load_any
     from ..errors import SASInputError
     from ..io import load_scene
-    from ..pipeline import PipelineConfig, fuse_combined
+    from ..pipeline import fuse_combined
 
     scene = load_scene(args.scene, dataset=args.dataset, up=args.up)
-    names = [t.strip() for t in args.teachers.split(",") if t.strip()]
+    names = list(args.teachers)
     if not names:
         raise SASInputError(None, "--teachers is empty")
-    cfg = PipelineConfig(teachers=tuple(names), synthesizer=args.synth, tau=args.tau, weighting=args.weighting,
-                         catch_all=args.catch_all, text_encoder=args.text_encoder, device=args.device)
+    cfg = args.pipeline()
     fused = [load_any(store, scene.scene_id, f"fused.{t}", geometry=scene.geometry_digest) for t in names]
     table = None if args.mode == "add" else load_capability_table(store, args.synth)
     res = fuse_combined(store, scene, args.mode, fused, names, table, cfg)

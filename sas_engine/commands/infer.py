@@ -1,26 +1,37 @@
 """``sas infer``: per-point 3D features of scenes from a trained student, into the store as ``pred3d.<name>``."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
-from .common import add_store_arg, add_up_arg
+import tyro
 
-HELP = "run the distilled 3D student on scenes (no images needed) and cache per-point features in the store"
+from .common import DEFAULT_STORE, Dataset, Up
 
 
-def add_arguments(p) -> None:
-    p.add_argument("scenes", nargs="+", help="scene folders/files or a synthetic split name")
-    p.add_argument("--checkpoint", type=Path, required=True,
-                   help="student checkpoint (a run's best.pt, or an OpenScene/SAS .pth.tar with --model)")
-    p.add_argument("--model", default=None, help="student preset when the checkpoint does not record it "
-                                                 "(mink18a, mink18a_slim)")
-    p.add_argument("--name", default=None, help="artefact suffix: pred3d.<name> (default: the checkpoint's stem)")
-    p.add_argument("--dataset", default=None)
-    add_up_arg(p)
-    p.add_argument("--tta", type=int, default=0,
-                   help="augmented passes averaged with the plain one (OpenScene evaluates 5 in all: --tta 4)")
-    p.add_argument("--device", default="cpu")
-    add_store_arg(p)
+@dataclass
+class Config:
+    """Run the distilled 3D student on scenes (no images needed) and cache per-point features in the store."""
+
+    scenes: tyro.conf.Positional[Annotated[list[str], tyro.conf.arg(metavar="SCENE")]]
+    """Scene folders/files or a synthetic split name."""
+    checkpoint: Path
+    """Student checkpoint (a run's best.pt, or an OpenScene/SAS .pth.tar with --model)."""
+    model: Optional[str] = None
+    """Student preset when the checkpoint does not record it (mink18a, mink18a_slim)."""
+    name: Optional[str] = None
+    """Artefact suffix: pred3d.<name> (default: the checkpoint's stem)."""
+    dataset: Dataset = None
+    """Dataset preset (default: detected from the layout)."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    tta: int = 0
+    """Augmented passes averaged with the plain one (OpenScene evaluates 5 in all: --tta 4)."""
+    device: str = "cpu"
+    """Torch device (cpu or cuda)."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
 
 
 def run(args) -> int:
@@ -31,6 +42,10 @@ def run(args) -> int:
     from ..store import ArtefactStore
     from .distill import resolve_scene_paths
 
+    if not args.scenes:
+        from ..errors import SASInputError
+
+        raise SASInputError(None, "give at least one SCENE (a scene folder or file, or a synthetic split name)")
     store = ArtefactStore(args.store)
     cfg = PipelineConfig(device=args.device)
     name = args.name or args.checkpoint.stem

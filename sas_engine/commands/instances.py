@@ -1,35 +1,47 @@
 """``sas instances``: class-agnostic 3D proposals + open-vocabulary labels, stored; optional query, submission, JSON."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
-from .common import add_store_arg, add_up_arg
+import tyro
 
-HELP = ("3D instance proposals labelled with per-point features (stored as instances.proposals and "
-        "instances.<features>); --query answers 'where is it?' with boxes")
+from .common import DEFAULT_STORE, Dataset, Up
 
 
-def add_arguments(p) -> None:
-    p.add_argument("target", help="a scene (folder or file) or a split (folder of scenes, or a synthetic split name)")
-    p.add_argument("--features", default="pred3d.student",
-                   help="comma-separated per-point feature artefacts to label with (fused.<teacher>, fused.sas, "
-                        "pred3d.<run>; default pred3d.student)")
-    p.add_argument("--query", default=None, help="text to find: prints the matching instances ranked (score, "
-                                                  "centroid, box) and how many there are")
-    p.add_argument("--masks", type=Path, default=None,
-                   help="instance masks made elsewhere instead of the computed proposals: a file (one scene) or a "
-                        "folder of <scene>.txt (ScanNet benchmark / Mask3D format), <scene>_masks.pt or "
-                        "<scene>.npy / .npz (OpenMask3D-style [N, P] arrays)")
-    p.add_argument("--export", type=Path, default=None,
-                   help="write the labelled instances of the first --features source in the ScanNet benchmark's "
-                        "instance format into this folder (<scene>.txt + pred_mask/)")
-    p.add_argument("--json", type=Path, default=None, help="write the --query answers (one per scene) to this file")
-    p.add_argument("--dataset", default=None, help="dataset preset (default: detected from the layout)")
-    add_up_arg(p)
-    p.add_argument("--text-encoder", default=None, help="text encoder spec of the features' space (default MiniLM)")
-    p.add_argument("--recompute", action="store_true", help="recompute the proposals even when cached")
-    p.add_argument("--top", type=int, default=10, help="instances printed per query (default 10)")
-    add_store_arg(p)
+@dataclass
+class Config:
+    """3D instance proposals labelled with per-point features (stored as instances.proposals and
+    instances.<features>); --query answers 'where is it?' with boxes."""
+
+    target: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="TARGET")]]
+    """A scene (folder or file) or a split (folder of scenes, or a synthetic split name)."""
+    features: str = "pred3d.student"
+    """Comma-separated per-point feature artefacts to label with (fused.<teacher>, fused.sas, pred3d.<run>)."""
+    query: Optional[str] = None
+    """Text to find: prints the matching instances ranked (score, centroid, box) and how many there are."""
+    masks: Optional[Path] = None
+    """Instance masks made elsewhere instead of the computed proposals: a file (one scene) or a folder of
+    <scene>.txt (ScanNet benchmark / Mask3D format), <scene>_masks.pt or <scene>.npy / .npz (OpenMask3D-style
+    [N, P] arrays)."""
+    export: Optional[Path] = None
+    """Write the labelled instances of the first --features source in the ScanNet benchmark's instance format into
+    this folder (<scene>.txt + pred_mask/)."""
+    json: Optional[Path] = None
+    """Write the --query answers (one per scene) to this file."""
+    dataset: Dataset = None
+    """Dataset preset (default: detected from the layout)."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    text_encoder: Optional[str] = None
+    """Text encoder spec of the features' space (default MiniLM)."""
+    recompute: bool = False
+    """Recompute the proposals even when cached."""
+    top: int = 10
+    """Instances printed per query."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
 
 
 def run(args) -> int:

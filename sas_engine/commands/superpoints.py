@@ -2,25 +2,35 @@
 ``segs.json`` when the scan has one) into the store as ``superpoints``."""
 from __future__ import annotations
 
-from .common import add_scene_args, add_store_arg
+from dataclasses import dataclass
+from pathlib import Path
 
-HELP = "segment the scene's mesh into superpoints (ScanNet Segmentator) and cache them in the store"
-
-
-def add_arguments(p) -> None:
-    add_scene_args(p)
-    add_store_arg(p)
+from .common import DEFAULT_STORE, Dataset, Scene, Up
 
 
-def run(args) -> int:
+@dataclass
+class Config:
+    """Segment the scene's mesh into superpoints (ScanNet Segmentator) and cache them in the store."""
+
+    scene: Scene
+    """Scene folder or file (ScanNet scan folder, OpenScene .pth, custom RGB-D folder...)."""
+    dataset: Dataset = None
+    """Dataset preset (scannet, matterport, nuscenes, synthetic); detected from the layout when omitted."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
+
+
+def run(cfg: Config) -> int:
     import numpy as np
 
     from ..io import load_scene
     from ..pipeline import ensure_superpoints
     from ..store import ArtefactStore
 
-    scene = load_scene(args.scene, dataset=args.dataset, up=args.up)
-    store = ArtefactStore(args.store)
+    scene = load_scene(cfg.scene, dataset=cfg.dataset, up=cfg.up)
+    store = ArtefactStore(cfg.store)
     sp = ensure_superpoints(store, scene)
     sizes = np.bincount(np.unique(sp, return_inverse=True)[1])
     how = "official segs.json" if scene.superpoints is not None else (

@@ -1,26 +1,35 @@
 """``sas synth``: generate synthetic ScanNet-format scenes (a named split, or one room by seed)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-
-HELP = "generate synthetic ScanNet-format rooms with RGB-D frames and ground truth (a split, or one room by seed)"
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--split", default=None, help="named split to generate (tiny, train, val); cached")
-    p.add_argument("--root", type=Path, default=None,
-                   help="data root for --split (default $SAS_DATA or <repo>/data/synthetic)")
-    p.add_argument("--seed", type=int, default=None, help="generate one room with this seed")
-    p.add_argument("--room", default=None,
-                   help="room type for --seed (bedroom, living_room, office, kitchen, bathroom, mixed); "
-                        "drawn from the seed when omitted")
-    p.add_argument("--out", type=Path, default=None, help="output root for --seed (scan folder goes to OUT/scans/)")
-    p.add_argument("--frames", type=int, default=None, help="number of frames for --seed (default 60)")
-    p.add_argument("--vertices", type=int, default=None, help="target vertex count for --seed (default 80000)")
-    p.add_argument("--openscene", action="store_true", help="also write OpenScene's preprocessed layout")
+from typing import Optional
 
 
-def run(args) -> int:
+@dataclass
+class Config:
+    """Generate synthetic ScanNet-format rooms with RGB-D frames and ground truth (a split, or one room by seed)."""
+
+    split: Optional[str] = None
+    """Named split to generate (tiny, train, val, ...); cached."""
+    root: Optional[Path] = None
+    """Data root for --split (default $SAS_DATA or <repo>/data/synthetic)."""
+    seed: Optional[int] = None
+    """Generate one room with this seed (needs --out)."""
+    room: Optional[str] = None
+    """Room type for --seed (bedroom, living_room, office, kitchen, bathroom, mixed); drawn from the seed when
+    omitted."""
+    out: Optional[Path] = None
+    """Output root for --seed (the scan folder goes to OUT/scans/)."""
+    frames: Optional[int] = None
+    """Number of frames for --seed (default 60)."""
+    vertices: Optional[int] = None
+    """Target vertex count for --seed (default 80000)."""
+    openscene: bool = False
+    """Also write OpenScene's preprocessed layout."""
+
+
+def run(args: Config) -> int:
     from ..errors import SASInputError
     from ..synth import ROOM_TYPES, SynthConfig, ensure_split
     from ..synth.splits import generate_to

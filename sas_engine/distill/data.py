@@ -38,30 +38,25 @@ class DistillScene:
 
 
 def _load_artefact(store: ArtefactStore, scene, name: str) -> dict:
-    """Load an artefact whatever config made it (the trainer consumes what the pipeline produced), refusing one that
-    was computed on other points than ``scene``'s."""
-    from ..errors import StaleArtefactError
+    """Load an artefact whatever config made it (the trainer consumes what the pipeline produced) through
+    :func:`sas_engine.artefacts.read`: kind, shapes, format version and ``scene``'s geometry are checked."""
+    from ..artefacts import read
 
-    scene_id = scene.scene_id
-    try:
-        obj = store.read_any(scene_id, name, geometry=scene.geometry_digest)
-    except StaleArtefactError as e:
-        raise SASInputError(None, str(e)) from e
-    if obj is None:
-        raise SASInputError(store.path(scene_id, name),
-                            f"missing artefact {name!r} for scene {scene_id}: run the earlier pipeline stage first")
-    obj.pop("__header__", None)
-    return obj
+    return read(store, scene.scene_id, name, geometry=scene.geometry_digest, required=True)
 
 
-def load_distill_scene(store: ArtefactStore, scene, fused_name: str = "fused.sas") -> DistillScene:
+def load_distill_scene(store: ArtefactStore, scene, fused_name: Optional[str] = "fused.sas") -> DistillScene:
     """Assemble a :class:`DistillScene` from a loaded :class:`~sas_engine.scene.Scene` and its store artefacts.
 
     Superpoints: the store's ``superpoints`` artefact, else the scene's own (official segs.json), else each point its own.
+    ``fused_name`` None: no targets (a scene the trainer only validates on needs points and labels, not 2D stages).
     """
-    fused = _load_artefact(store, scene, fused_name)
-    feats, mask = fused["features"], fused["mask"].bool()
     n = scene.num_points
+    if fused_name is None:
+        fused = {"features": torch.zeros(n, 0, dtype=torch.float16), "mask": torch.zeros(n, dtype=torch.bool)}
+    else:
+        fused = _load_artefact(store, scene, fused_name)
+    feats, mask = fused["features"], fused["mask"].bool()
     if feats.shape[0] != n or mask.shape[0] != n:
         raise SASInputError(store.path(scene.scene_id, fused_name),
                             f"has {feats.shape[0]} rows but the scene has {n} points (stale artefact?)")
@@ -74,7 +69,8 @@ def load_distill_scene(store: ArtefactStore, scene, fused_name: str = "fused.sas
     return DistillScene(scene.scene_id, scene.points, sp, feats.to(torch.float16), mask, scene.labels)
 
 
-def load_split_scenes(store: ArtefactStore, paths: list[str | Path], fused_name: str, dataset: str | None = None,
+def load_split_scenes(store: ArtefactStore, paths: list[str | Path], fused_name: Optional[str],
+                      dataset: str | None = None,
                       progress: bool = True) -> list[DistillScene]:
     """Load every scene folder of ``paths`` (through :func:`sas_engine.io.load_scene`) with its targets."""
     from tqdm import tqdm

@@ -26,7 +26,7 @@ def batch_voxels(point_sets: list[np.ndarray], voxel_size: float, augment: Augme
 
 
 def forward_voxels(model: torch.nn.Module, coords: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Run the student on voxel coordinates with all-ones input features (METHOD.md section 6). Returns [M, C]."""
+    """Run the student on voxel coordinates with all-ones input features (docs/method.md section 6). Returns [M, C]."""
     from ..sparse import forward_points
 
     in_ch = getattr(model, "in_channels", 3)

@@ -1,4 +1,4 @@
-"""Distillation losses of SAS (METHOD.md section 6), written for per-point tensors.
+"""Distillation losses of SAS (docs/method.md section 6), written for per-point tensors.
 
 All functions take per-point 3D features ``f3d`` [N, C] (the network output mapped back to points), a validity mask
 [N] (points with a fused 2D feature) and superpoint ids [N] (int64, any values: they are compacted internally).
@@ -99,9 +99,9 @@ def stage2_loss(f3d, seg, text, history, *, temperature: float = 0.1, keep: floa
     """Stage 2, temporal-ensembling self-distillation:
     CE(F3D . T, pseudo_point) + CE(mean_sp(F3D) . T, pseudo_sp), with pseudo labels from the history.
 
-    Logits use L2-normalised features and text divided by ``temperature`` (METHOD.md leaves the scale open; cosine
-    logits in [-1, 1] would give almost no gradient). ``keep`` < 1 counts only the most confident pseudo labels of
-    each class (see :func:`confident_mask`); 1 counts all of them, as the paper does.
+    Logits use L2-normalised features and text divided by ``temperature`` (the paper leaves the scale open,
+    docs/method.md section 6; cosine logits in [-1, 1] would give almost no gradient). ``keep`` < 1 counts only the
+    most confident pseudo labels of each class (see :func:`confident_mask`); 1 counts all of them, as the paper does.
     """
     cseg, num = compact_ids(seg)
     p_point, p_sp, m_point, m_sp = pseudo_labels(history, seg, text, keep)

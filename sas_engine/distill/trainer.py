@@ -187,7 +187,9 @@ class DistillTrainer:
         p = self.run_dir / "last.pt"
         if not p.exists():
             return False
-        ck = torch.load(p, map_location=self.device, weights_only=True)
+        from ..io.files import torch_load
+
+        ck = torch_load(p, what="student run checkpoint", map_location=self.device)
         # a field added to DistillConfig after the checkpoint was written counts as its default (old behaviour)
         saved = {**config_dict(DistillConfig()), **ck["config"]} if isinstance(ck.get("config"), dict) else None
         if ck.get("version") != CKPT_VERSION or saved != config_dict(self.cfg):

@@ -7,7 +7,7 @@
 * :mod:`.evaluate` - :func:`evaluate_sources` over scenes and named sources (store artefacts via :func:`store_source`);
 * :mod:`.report` - Markdown table, JSON and PNG plots.
 """
-from .evaluate import evaluate_sources, read_artefact, store_source
+from .evaluate import evaluate_sources, store_source
 from .metrics import (CONVENTIONS, MISSING, class_acc, class_iou, confusion_matrix, coverage, macc, miou, overall_acc,
                       summarize)
 from .report import markdown_table, write_report
@@ -15,4 +15,4 @@ from .zeroshot import FeatureSet, as_feature_set, evaluate_features, predict_lab
 
 __all__ = ["confusion_matrix", "class_iou", "class_acc", "miou", "macc", "overall_acc", "coverage", "summarize",
            "CONVENTIONS", "MISSING", "FeatureSet", "as_feature_set", "predict_labels", "evaluate_features",
-           "text_embeddings", "evaluate_sources", "store_source", "read_artefact", "write_report", "markdown_table"]
+           "text_embeddings", "evaluate_sources", "store_source", "write_report", "markdown_table"]

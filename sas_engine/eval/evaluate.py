@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..errors import SASInputError, StaleArtefactError
+from .. import artefacts
+from ..errors import SASInputError
 from ..labels import PROMPT_SCENE, LabelSet, get_label_set
 from ..scene import Scene
 from ..store import ArtefactStore
@@ -47,39 +48,17 @@ def default_eval_label_set(scene_label_set: str) -> str:
     return EVAL_LABEL_SET.get(scene_label_set, scene_label_set)
 
 
-def read_artefact(store: ArtefactStore, scene_id: str, name: str, geometry: Optional[str] = None) -> Optional[dict]:
-    """Payload of a stored artefact made by any config (evaluation consumes whatever the pipeline produced).
-
-    Returns ``None`` when it does not exist; raises :class:`SASInputError` naming the file when it is unreadable, of
-    another store format version, or (``geometry`` given) computed on other points than the scene's.
-    """
-    try:
-        obj = store.read_any(scene_id, name, geometry=geometry)
-    except StaleArtefactError as e:
-        raise SASInputError(None, str(e) if "recompute" in str(e) else f"{e}: recompute it") from e
-    if obj is not None:
-        obj.pop("__header__")
-    return obj
-
-
 def _artefact_features(store: ArtefactStore, scene: Scene, name: str) -> Optional[FeatureSet]:
-    obj = read_artefact(store, scene.scene_id, name, geometry=scene.geometry_digest)
+    """The features of a ``fused.*`` / ``pred3d.*`` (any per-point feature kind) artefact made by any config, read
+    through :func:`sas_engine.artefacts.read` (format version, kind, shapes and the scene's geometry checked)."""
+    obj = artefacts.read(store, scene.scene_id, name, geometry=scene.geometry_digest)
     if obj is None:
         return None
-    p = store.path(scene.scene_id, name)
     feats = obj.get("features")
-    if feats is None or not hasattr(feats, "shape") or feats.ndim not in (2, 3):
-        raise SASInputError(p, "has no 'features' tensor [N, C] (or [A, N, C])")
-    rows = feats.shape[-2]
-    if rows != scene.num_points:
-        raise SASInputError(p, f"has {rows} feature rows but scene {scene.scene_id} has {scene.num_points} points "
-                               "(stale artefact?)")
+    if feats is None:  # a kind without per-point features (``superpoints``, ``history.*``...)
+        raise SASInputError(store.path(scene.scene_id, name), "has no 'features' tensor [N, C] (or [A, N, C])")
     mask = obj.get("mask")
-    if mask is not None:
-        mask = mask.bool().reshape(-1)
-        if mask.shape[0] != rows:
-            raise SASInputError(p, f"mask has {mask.shape[0]} entries for {rows} feature rows")
-    return as_feature_set(feats, mask, name=name)
+    return as_feature_set(feats, None if mask is None else mask.bool(), name=name)
 
 
 def store_source(store: ArtefactStore | str | Path, name: str) -> SourceLoader:

@@ -22,10 +22,8 @@ def split_scene_paths(split: str | Path) -> list[Path]:
     """
     p = Path(split)
     if not p.exists():
-        try:
-            from ..synth import SPLITS, ensure_split
-        except ImportError:
-            SPLITS, ensure_split = (), None
+        from ..synth import SPLITS, ensure_split
+
         if str(split) in SPLITS:
             return [Path(x) for x in ensure_split(str(split))]
         raise SASInputError(p, "split folder does not exist (nor is it a synthetic split name)")
@@ -61,6 +59,8 @@ def load_text_embeddings(path: str | Path, label_set: LabelSet):
     or ``.npy``; Q must equal the number of prompts of ``label_set``."""
     import torch
 
+    from ..io.files import torch_load
+
     p = Path(path)
     if not p.is_file():
         raise SASInputError(p, "text-embedding file does not exist")
@@ -68,9 +68,11 @@ def load_text_embeddings(path: str | Path, label_set: LabelSet):
         if p.suffix == ".npy":
             t = torch.from_numpy(np.load(p, allow_pickle=False))
         else:
-            t = torch.load(p, map_location="cpu", weights_only=True)
+            t = torch_load(p, what="text-embedding file")
             if isinstance(t, dict):
                 t = t.get("text_emb", t.get("embeddings"))
+    except SASInputError:
+        raise
     except Exception as e:
         raise SASInputError(p, f"cannot read text embeddings ({type(e).__name__}: {e})") from e
     if not isinstance(t, torch.Tensor) or t.ndim != 2:

@@ -125,7 +125,22 @@ def segment_graph(num_vertices: int, a, b, w, k_thresh: float = 0.01, min_verts:
     return segment_sorted(int(num_vertices), ea, eb, ew, np.float32(k_thresh), int(min_verts))
 
 
-def compute_superpoints(points, faces, k_thresh: float = 0.01, min_verts: int = 20) -> np.ndarray:
+def weld_vertices(points, faces, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge vertices that coincide within ``tol`` metres (a mesh written part by part repeats the vertices of its
+    seams; a reconstruction such as ScanNet's does not).
+
+    Returns ``(keep, canon, welded_faces)``: int64 [M] the first original index of each merged vertex, int64 [N] the
+    merged vertex of every original one, and int64 [F, 3] faces re-indexed into the merged vertices.
+    """
+    p = _check_points(points)
+    f = _check_faces(faces, p.shape[0])
+    q = np.round(p.astype(np.float64) / float(tol)).astype(np.int64)
+    _, keep, canon = np.unique(q, axis=0, return_index=True, return_inverse=True)
+    canon = canon.astype(np.int64).reshape(-1)
+    return keep.astype(np.int64), canon, canon[f]
+
+
+def compute_superpoints(points, faces, k_thresh: float = 0.01, min_verts: int = 20, weld: bool = False) -> np.ndarray:
     """ScanNet Segmentator superpoints of a triangle mesh: int64 [N] segment id per vertex.
 
     Ids are the vertex index of each segment's representative, exactly like ``segIndices`` of ScanNet's
@@ -136,9 +151,16 @@ def compute_superpoints(points, faces, k_thresh: float = 0.01, min_verts: int = 
         faces: int [F, 3] triangles.
         k_thresh: Felzenszwalb threshold (ScanNet 0.01).
         min_verts: segMinVerts (ScanNet 20, SAS release 60).
+        weld: segment the mesh with coincident vertices merged (:func:`weld_vertices`) and give every duplicate its
+            merged vertex's segment; ids stay original vertex indices. Without it the graph has no edge across a
+            seam, so no segment ever crosses one. A mesh without duplicates gets the same segments either way.
     """
     p = _check_points(points)
     f = _check_faces(faces, p.shape[0])
+    if weld:
+        keep, canon, wf = weld_vertices(p, f)
+        if len(keep) < p.shape[0]:
+            return keep[compute_superpoints(p[keep], wf, k_thresh, min_verts)][canon]
     normals = segmentator_vertex_normals(p, f)
     a, b = mesh_edges(f)
     w = edge_weights(p, normals, a, b)
@@ -199,6 +221,10 @@ class SuperpointConfig:
     ``mesh`` (always recompute from the mesh), ``knn`` (kNN graph on the points), ``points`` (one per point)."""
     knn_k: int = 10
     """Neighbours per point for the ``knn`` method."""
+    weld: bool = True
+    """Merge coincident mesh vertices before segmenting (``mesh`` method; see :func:`compute_superpoints`). ScanNet's
+    meshes have no duplicates, so their segments are unchanged; meshes exported part by part get segments that
+    cross the seams."""
 
     @classmethod
     def from_preset(cls, preset: Union[str, DatasetPreset], *, sas_release: bool = False) -> "SuperpointConfig":
@@ -235,7 +261,7 @@ def superpoints_for_scene(scene, preset: Union[None, str, DatasetPreset, Superpo
     if method == "mesh":
         if scene.faces is None or not len(scene.faces):
             raise SASInputError(scene.source or scene.scene_id, "superpoint method 'mesh' needs a mesh (no faces)")
-        return compute_superpoints(scene.points, scene.faces, cfg.k_thresh, cfg.min_verts)
+        return compute_superpoints(scene.points, scene.faces, cfg.k_thresh, cfg.min_verts, weld=cfg.weld)
     if method == "knn":
         return compute_superpoints_knn(scene.points, scene.normals, cfg.knn_k, cfg.k_thresh, cfg.min_verts)
     return np.arange(n, dtype=np.int64)

@@ -100,28 +100,18 @@ def load_point_features(store, scene, name: str):
     when it is missing or does not fit the scene."""
     import torch
 
-    from ..eval.evaluate import read_artefact
+    from ..artefacts import read
 
-    obj = read_artefact(store, scene.scene_id, name, geometry=scene.geometry_digest)
-    p = store.path(scene.scene_id, name)
-    if obj is None:
-        raise SASInputError(p, f"artefact not found: compute {name} for scene {scene.scene_id} first (`sas fuse` for "
-                               "fused.*, `sas infer` for pred3d.*)")
+    obj = read(store, scene.scene_id, name, geometry=scene.geometry_digest, required=True,
+               hint="compute it first (`sas fuse` for fused.*, `sas infer` for pred3d.*)")
     feats = obj.get("features")
-    if not isinstance(feats, torch.Tensor) or feats.ndim not in (2, 3):
-        raise SASInputError(p, "has no 'features' tensor [N, C] (or [A, N, C])")
-    if feats.shape[-2] != scene.num_points:
-        raise SASInputError(p, f"has {feats.shape[-2]} feature rows but scene {scene.scene_id} has "
-                               f"{scene.num_points} points")
+    if feats is None:  # a kind without per-point features
+        raise SASInputError(store.path(scene.scene_id, name), "has no 'features' tensor [N, C] (or [A, N, C])")
     feats = feats.float()
     if feats.ndim == 3:
         feats = torch.nn.functional.normalize(feats, dim=-1).mean(0)
     mask = obj.get("mask")
-    if mask is not None:
-        mask = torch.as_tensor(mask).bool().reshape(-1)
-        if mask.shape[0] != scene.num_points:
-            raise SASInputError(p, f"mask has {mask.shape[0]} entries for {scene.num_points} points")
-    return feats, mask
+    return feats, None if mask is None else mask.bool()
 
 
 def pool_features(props: Proposals, features, mask=None) -> tuple[np.ndarray, np.ndarray]:

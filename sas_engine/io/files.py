@@ -198,45 +198,84 @@ def numpy_safe_globals() -> list:
     return safe
 
 
-def torch_load(path: str | Path, trust_pickle: bool | None = None, what: str = "torch file") -> Any:
-    """``torch.load(..., weights_only=True)`` that also accepts plain numpy arrays (old OpenScene files).
+class _Opaque:
+    """Stand-in for a foreign Python object inside a checkpoint (its pickled state is kept, nothing runs)."""
 
-    Anything else that needs unpickling arbitrary objects is refused with a clear message; set
-    ``trust_pickle=True`` (or the environment variable ``SAS_TRUST_PICKLE=1``) only for files you trust.
+    def __setstate__(self, state):
+        self.state = state
+
+
+def _first_line(e: BaseException) -> str:
+    msg = str(e)
+    if "WeightsUnpickler error:" in msg:  # torch's advice to set weights_only=False is not repeated
+        msg = msg.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in msg.splitlines() if line.strip()]
+    return lines[0][:200] if lines else ""
+
+
+def torch_load(path: str | Path, trust_pickle: bool | None = None, what: str = "torch file", *,
+               map_location: Any = "cpu", inert_objects: bool = False) -> Any:
+    """The one way this project reads a torch file: ``torch.load(..., weights_only=True)``, which unpickles tensors,
+    plain Python values and plain numpy arrays (old OpenScene files) only, never code.
+
+    Every failure raises :class:`SASInputError` naming the file: missing, truncated / corrupt, or holding Python
+    objects that weights-only loading refuses. Two opt-ins for such objects:
+
+    * ``inert_objects``: third-party training checkpoints (PyTorch Lightning's ``.ckpt``) carry hyper-parameter
+      containers (``AttributeDict``, ``argparse.Namespace``) next to the tensors; each is mapped to an inert stand-in
+      (a ``dict``, or an object keeping the pickled state) so the tensors load and nothing runs;
+    * ``trust_pickle=True`` (default: the environment variable ``SAS_TRUST_PICKLE=1``): full unpickling, only for
+      legacy files you trust.
     """
     import torch
 
-    p = require_file(path, what)
+    p = require_file(Path(path).expanduser(), what)
     if trust_pickle is None:
         trust_pickle = os.environ.get(TRUST_PICKLE_ENV, "") == "1"
     try:
         with torch.serialization.safe_globals(numpy_safe_globals()):
-            return torch.load(p, map_location="cpu", weights_only=True)
+            return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
         msg = str(e)
-        if "Weights only load failed" not in msg and "Unsupported global" not in msg:
+        refused = ("Weights only load failed" in msg or "Unsupported global" in msg) \
+            and "Unsupported operand" not in msg  # an unknown opcode is a corrupt file, not a refused object
+        if not refused:
             raise SASInputError(p, f"cannot read {what} (truncated or corrupt: {type(e).__name__}: "
-                                   f"{msg.splitlines()[0][:200] if msg else ''})") from None
-        if not trust_pickle:
-            m = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
-            raise SASInputError(p, f"{what} needs unpickling of arbitrary objects"
-                                   f"{' (' + m.group(1) + ')' if m else ''}, refused for safety; if you trust this "
-                                   f"file, set {TRUST_PICKLE_ENV}=1 (or pass trust_pickle=True)") from None
+                                   f"{_first_line(e)})") from None
+        first = e
+    if inert_objects:
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(p))
+        except Exception:
+            names = []
+        attempts = (
+            [(dict, n) for n in names],
+            [(type(n.rsplit(".", 1)[-1], (_Opaque,), {}), n) for n in names],
+            [(dict, n) if "dict" in n.lower() else (type(n.rsplit(".", 1)[-1], (_Opaque,), {}), n) for n in names],
+        ) if names else ()
+        for stand_ins in attempts:
+            try:
+                with torch.serialization.safe_globals(numpy_safe_globals() + stand_ins):
+                    return torch.load(p, map_location=map_location, weights_only=True)
+            except Exception:
+                continue
+    if not trust_pickle:
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(first))
+        raise SASInputError(p, f"{what} needs unpickling of arbitrary objects"
+                               f"{' (' + m.group(1) + ')' if m else ''}, refused for safety; if you trust this "
+                               f"file, set {TRUST_PICKLE_ENV}=1 (or pass trust_pickle=True)") from None
     try:
-        return torch.load(p, map_location="cpu", weights_only=False)
+        return torch.load(p, map_location=map_location, weights_only=False)
     except Exception as e:
-        raise SASInputError(p, f"cannot read {what} ({type(e).__name__}: {e})") from None
+        raise SASInputError(p, f"cannot read {what} ({type(e).__name__}: {_first_line(e)})") from None
 
 
 def to_numpy(x, p: Path, what: str) -> np.ndarray:
     """A tensor / array / list as a numpy array; anything else raises naming the file."""
-    try:
-        import torch
+    import torch
 
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
     if isinstance(x, (np.ndarray, list, tuple)):
         return np.asarray(x)
     raise SASInputError(p, f"{what} has unexpected type {type(x).__name__}")

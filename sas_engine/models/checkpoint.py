@@ -78,13 +78,10 @@ def load_mink_checkpoint(model: torch.nn.Module, path_or_dict: str | Path | Mapp
     source: str | Path | None = None
     obj = path_or_dict
     if isinstance(path_or_dict, (str, Path)):
+        from ..io.files import torch_load
+
         source = Path(path_or_dict)
-        if not source.is_file():
-            raise SASInputError(source, "checkpoint file not found")
-        try:
-            obj = torch.load(source, map_location=map_location, weights_only=True)
-        except Exception as exc:  # pickle errors, truncated zip, disallowed globals...
-            raise SASInputError(source, f"cannot read checkpoint: {type(exc).__name__}: {exc}") from None
+        obj = torch_load(source, what="checkpoint file", map_location=map_location)
     sd = extract_state_dict(obj, source)
     expected = model.state_dict()
     filled = [k for k in expected if k not in sd and k.endswith("num_batches_tracked")]

@@ -1,6 +1,6 @@
 """MinkUNet18A (OpenScene / SAS 3D student) on the project's sparse layers, with ME-identical state_dict names.
 
-Topology (NETWORK.md): ``conv0p1s1`` (k5) -> four encoder stages (k2 s2 conv + BN + ReLU + 2 BasicBlocks) down to
+Topology (docs/network.md): ``conv0p1s1`` (k5) -> four encoder stages (k2 s2 conv + BN + ReLU + 2 BasicBlocks) down to
 stride 16 -> four decoder stages (k2 s2 transposed conv + BN + ReLU, concatenation ``[decoder, skip]``, 2 BasicBlocks)
 -> ``final`` 1x1x1 conv without bias. ``MinkUNet18A`` has 289 state_dict entries and ~15.5M parameters at 512 outputs.
 """

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump when generated scenes change for the same seed and config; cached scenes are then regenerated."""
 
 ROOM_TYPES = ("bedroom", "living_room", "office", "kitchen", "bathroom", "mixed")
@@ -21,8 +21,11 @@ class SynthConfig:
     """Desired vertex count of the mesh; the grid spacing is chosen to land near it (within ``spacing_range``)."""
     spacing_range: tuple[float, float] = (0.02, 0.08)
     """Smallest and largest tessellation grid spacing in metres (ScanNet meshes: about 2-5 cm between vertices)."""
+    segments: str = "segmentator"
+    """What ``segs.json`` holds: ``segmentator`` (ScanNet's Segmentator on the welded mesh, split by object) or
+    ``patches`` (square patches of ``segment_size`` per primitive face, generator version 1)."""
     segment_size: float = 0.4
-    """Edge length in metres of the mesh patches written as segments (segs.json), one patch never spans two primitives."""
+    """Edge length in metres of the ``patches`` segments; one patch never spans two primitives."""
     num_frames: int = 60
     """Frames rendered along the camera loop."""
     image_size: tuple[int, int] = (320, 240)

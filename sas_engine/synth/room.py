@@ -2,7 +2,10 @@
 
 The mesh's vertex colour is the surface albedo sampled at the vertices (like a scan's colour, without the
 rendered images' lighting and noise). Labels are NYU40 ids per vertex (ScanNet-20 via :attr:`SynthRoom.labels`),
-instances are object indices, segments are patches of about ``cfg.segment_size`` metres that never cross primitives.
+instances are object indices. Segments (``segs.json``) are ScanNet's: the Segmentator (kThresh 0.01, segMinVerts 20)
+on the mesh with its seam vertices welded, each segment split where it spans two objects (ScanNet's annotated
+instances are unions of segments, so none of its segments spans two either); ``cfg.segments = "patches"`` gives the
+old per-primitive patches.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ class SynthRoom:
         spacing: tessellation grid spacing used (metres).
         vertices: float32 [N, 3] metres, z up. normals: float32 [N, 3]. colors: uint8 [N, 3] albedo.
         faces: int64 [F, 3]. face_prim: int32 [F] primitive index of each face.
-        vertex_nyu40: int32 [N] NYU40 id. vertex_instance: int32 [N] object index. segments: int64 [N] patch id.
+        vertex_nyu40: int32 [N] NYU40 id. vertex_instance: int32 [N] object index. segments: int64 [N] segment id (0..S-1).
         prim_center / prim_rot / prim_material / prim_object / prim_long: per-primitive frame (float [P, 3],
             float [P, 3, 3]), material index, object index and long axis (for textures at render time).
         materials: the room's :class:`MaterialTable`.
@@ -139,7 +142,13 @@ def build_mesh(layout: Layout, cfg: SynthConfig, spacing: Optional[float] = None
         "materials": table,
     }
     out["face_prim"] = vprim[out["faces"][:, 0]]
-    key = vprim.astype(np.int64) * (1 << 32) + np.concatenate(patch).astype(np.int64)
+    if cfg.segments == "segmentator":
+        from ..geometry.superpoints import compute_superpoints
+
+        seg = compute_superpoints(out["vertices"], out["faces"], 0.01, 20, weld=True)
+        key = seg.astype(np.int64) * (1 << 20) + out["vertex_instance"].astype(np.int64)
+    else:
+        key = vprim.astype(np.int64) * (1 << 32) + np.concatenate(patch).astype(np.int64)
     _, out["segments"] = np.unique(key, return_inverse=True)
     out["segments"] = out["segments"].astype(np.int64).ravel()
     if colors:

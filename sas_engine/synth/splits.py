@@ -58,6 +58,8 @@ SPLITS: dict[str, SplitSpec] = {
     "val": SplitSpec("val", _cycle(range(1001, 1007), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=50)),
     "teach": SplitSpec("teach", _cycle(range(101, 157), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=24)),
     "tune": SplitSpec("tune", _cycle(range(2001, 2007), ROOM_TYPES), SynthConfig(target_vertices=60_000, num_frames=50)),
+    "distill": SplitSpec("distill", _cycle(range(4001, 4065), ROOM_TYPES),
+                         SynthConfig(target_vertices=60_000, num_frames=30)),
     "teach_scenes": SplitSpec("teach_scenes", _cycle(range(3101, 3157), _SCENE_KINDS),
                               SynthConfig(target_vertices=60_000, num_frames=24)),
     "teach_objects": SplitSpec("teach_objects", _cycle(range(3201, 3257), _OBJECT_KINDS),
@@ -72,6 +74,9 @@ rooms of 24 frames each (seeds disjoint from ``train`` and ``val``): the compact
 were too few views of each class for them to generalise (validation mIoU plateaued below 30). ``tune`` holds 6 rooms made
 like ``val`` (one per room type, seeds disjoint from every other split) that no model trains on: the query engine's
 relevance settings (:class:`sas_engine.query.RelevanceConfig`) are chosen on them, never on ``val``.
+
+``distill`` holds 64 more rooms (seeds 4001-4064, every room type, 30 frames each) that only the 3D student reads:
+distillation needs no labels, so it trains on ``train`` + ``distill`` (78 rooms) and picks checkpoints on ``teach``.
 
 ``teach_scenes``, ``teach_objects`` and ``teach_homes`` are the three compact teachers' own training worlds (56 rooms
 each, seeds 3101-3356, each with its room-type mix, camera and lighting; their data cards are in

@@ -109,7 +109,9 @@ def write_scannet(room: SynthRoom, frames: Sequence[RenderedFrame], root: str | 
         (tmp / segs_name).write_text(json.dumps({
             "params": {"kThresh": "0.01", "segMinVerts": "20", "minPoints": "750", "maxPoints": "5000",
                        "thinThresh": "0.05", "flatThresh": "0.001", "minLength": "0.02", "maxLength": "1",
-                       "synthetic": f"patches of {room.cfg.segment_size} m per primitive face"},
+                       "synthetic": (f"patches of {room.cfg.segment_size} m per primitive face"
+                                     if room.cfg.segments == "patches" else
+                                     "Segmentator on the seam-welded mesh, split by object")},
             "sceneId": sid, "segIndices": room.segments.tolist()}))
         seg_obj = np.full(int(room.segments.max()) + 1, -1, np.int64)
         seg_obj[room.segments] = room.vertex_instance

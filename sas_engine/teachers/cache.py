@@ -23,7 +23,6 @@ for the compact dense teacher at 320x240, so 370 MB per 100 frames; the streamed
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -72,14 +71,13 @@ def _as_store(store) -> ArtefactStore:
 
 
 def _read_index(store: ArtefactStore, scene_id: str, teacher_name: str) -> Optional[dict]:
-    p = store.path(scene_id, index_artefact(teacher_name), ".json")
-    if not p.is_file():
-        return None
+    """The scene's extraction index with its header, or ``None`` when it is missing, unreadable, of another store
+    format version or kind, or malformed (then the scene counts as not extracted)."""
     try:
-        obj = json.loads(p.read_text())
-        return obj if isinstance(obj.get("__header__"), dict) else None
-    except (ValueError, OSError):
+        obj = store.read_any(scene_id, index_artefact(teacher_name), ext=".json")
+    except StaleArtefactError:
         return None
+    return obj if obj is not None and obj["__header__"].get("kind") == INDEX_KIND else None
 
 
 def scene_done(store, scene_id: str, teacher_name: str, config: Optional[dict] = None) -> bool:

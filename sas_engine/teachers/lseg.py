@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from ..errors import SASInputError
 from .base import DenseTeacher, check_image, group_by_size, image_to_tensor, weights_id
-from .ckpt import key_report, load_weights_file, unwrap_state_dict
+from ..io.files import torch_load
+from .ckpt import key_report, unwrap_state_dict
 
 
 @dataclass
@@ -174,7 +175,7 @@ def load_lseg(checkpoint, cfg: Optional[LSegConfig] = None, clip_checkpoint=None
 
     cfg = cfg or LSegConfig()
     path = Path(checkpoint).expanduser()
-    sd = unwrap_state_dict(load_weights_file(path), path)
+    sd = unwrap_state_dict(torch_load(path, what="checkpoint", inert_objects=True), path)
     sd = {k[len("net."):] if k.startswith("net.") else k: v for k, v in sd.items()}
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
     clip_sd = {k[len("clip_pretrained."):]: v.float() for k, v in sd.items() if k.startswith("clip_pretrained.")}

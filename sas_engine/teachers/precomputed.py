@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import SASInputError
+from ..io.files import torch_load
 from .base import DenseTeacher, MaskPrediction, MaskTeacher, check_image
 
 
@@ -40,11 +41,13 @@ def read_dense_file(p: Path) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         if p.suffix == ".npy":
             feat = torch.from_numpy(np.load(p, allow_pickle=False))
         else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            obj = torch_load(p, trust_pickle=False, what="feature file")
             if isinstance(obj, dict):
                 feat, valid = obj.get("feat"), obj.get("valid")
             else:
                 feat = obj
+    except SASInputError:
+        raise
     except (ValueError, OSError, RuntimeError, EOFError) as e:
         raise SASInputError(p, f"unreadable feature file ({type(e).__name__}: {str(e)[:200]})") from e
     if not isinstance(feat, torch.Tensor) or feat.ndim != 3 or not feat.is_floating_point():

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from ..errors import SASInputError
 from ..labels import PROMPT_SCENE, LABEL_SETS
-from .ckpt import key_report, load_weights_file, unwrap_state_dict
+from ..io.files import torch_load
+from .ckpt import key_report, unwrap_state_dict
 from .base import CLIP_MEAN, CLIP_STD, MaskPrediction, MaskTeacher, check_image, weights_id
 
 SAM_TYPES = {
@@ -66,7 +67,7 @@ def load_sam(checkpoint, sam_type: str = "auto", device: str = "cpu"):
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise SASInputError(path, "SAM checkpoint not found")
-    sd = unwrap_state_dict(load_weights_file(path), path)
+    sd = unwrap_state_dict(torch_load(path, what="SAM checkpoint", inert_objects=True), path)
     arch = infer_sam_arch(sd, path)
     if sam_type != "auto":
         if sam_type not in SAM_TYPES:

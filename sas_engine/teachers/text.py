@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..errors import SASInputError
+from ..io.files import torch_load
 from ..labels import PROMPT_SCENE
 
 _MODEL_LOCK = threading.Lock()
@@ -117,8 +118,8 @@ def _read_text_cache(path: Path, disk_key: str) -> dict:
     if not path.is_file():
         return {}
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a damaged cache is rebuilt, never trusted
+        obj = torch_load(path, trust_pickle=False, what="text-embedding cache")
+    except SASInputError:  # a damaged cache is rebuilt, never trusted
         return {}
     if not isinstance(obj, dict) or obj.get("format_version") != TEXT_CACHE_VERSION or obj.get("disk_key") != disk_key:
         return {}

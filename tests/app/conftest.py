@@ -107,11 +107,11 @@ def populate_store(store: ArtefactStore, scene: Scene, enc: HashEncoder) -> None
     fused = (torch.from_numpy(w[:, :1]) * fl.float() + torch.from_numpy(w[:, 1:]) * fs.float()).half()
     fused[~torch.from_numpy(mask)] = 0
     store.save(sid, "fused.sas", {"features": fused, "mask": torch.from_numpy(mask), "weights": torch.from_numpy(w),
-                                  "teachers": ["lseg_compact", "seem_compact"]}, kind="fused_multi",
+                                  "teachers": ["lseg_compact", "seem_compact"]}, kind="fused",
                geometry=scene.geometry_digest)
     store.save(sid, "fused.add", {"features": ((fl.float() + fs.float()) / 2).half(), "mask": torch.from_numpy(mask),
                                   "weights": torch.full((n, 2), 0.5), "teachers": ["lseg_compact", "seem_compact"]},
-               kind="fused_multi", geometry=scene.geometry_digest)
+               kind="fused", geometry=scene.geometry_digest)
     store.save(sid, "pred3d.demo", {"features": class_features(enc, scene, 0.1, {}, 3)}, kind="pred3d",
                geometry=scene.geometry_digest)
     # capability table with one synthesized image per class for chair

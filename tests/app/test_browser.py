@@ -183,7 +183,7 @@ def test_user_scan_is_framed_and_gets_its_layers_in_the_page(chromium, tmp_path)
     student's layer, and the page's colour-mode list offers it without a reload."""
     import threading
 
-    from app.cli import build_parser, setup_state
+    from app.cli import parse_args, setup_state
     from app.viewer import frame_camera, scene_box
     from sas_engine.io.ply import write_ply
 
@@ -195,7 +195,7 @@ def test_user_scan_is_framed_and_gets_its_layers_in_the_page(chromium, tmp_path)
     root = tmp_path / "scans_here"
     write_ply(root / "my_scan.ply", {"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "red": col[:, 0],
                                      "green": col[:, 1], "blue": col[:, 2]})
-    args = build_parser().parse_args(["--data-root", str(root), "--store", str(tmp_path / "store"), "--up=z",
+    args = parse_args(["--data-root", str(root), "--store", str(tmp_path / "store"), "--up=z",
                                       "--port", str(free_port()), "--viser-port", str(free_port())])
     state, build = setup_state(args)  # z up as written (a floor and one wall alone could mislead auto-detection)
     assert state.scene_ids() == ["my_scan"] and callable(build) and state.up == "z"

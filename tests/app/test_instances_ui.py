@@ -8,7 +8,7 @@ from app.instances import question_text
 from app.panel import Panel
 from sas_engine.errors import SASInputError
 
-from .test_viewer import SID, FakeClient, Handle, viewer  # noqa: F401 (viewer is a fixture)
+from .test_viewer import SID, FakeClient, Handle, paired, viewer  # noqa: F401 (viewer is a fixture)
 
 
 class BoxClient(FakeClient):
@@ -37,8 +37,7 @@ def test_boxes_list_and_framing(fixture_state, viewer, monkeypatch):  # noqa: F8
     s = st.new_session("tab1")
     s.select_scene(SID)
     client = BoxClient()
-    monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
-    viewer._connect(client)
+    viewer._connect(paired(client, viewer, "tab1"))
     cv = viewer.clients_of("tab1")[0]
 
     msg = s.find_instances("where is the chair?")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.cli import build_parser, discover_scenes, main, setup_state
+from app.cli import discover_scenes, main, parse_args, setup_state
 from app.state import AppState, find_scene_folder
 from sas_engine.errors import SASInputError
 from sas_engine.io.ply import write_ply
@@ -24,20 +24,20 @@ def write_scan(root, scene):
 
 
 def test_parser_defaults_are_safe():
-    a = build_parser().parse_args([])
+    a = parse_args([])
     assert a.host == "127.0.0.1" and a.port == 7860 and a.scenes == [] and not a.no_build
-    a = build_parser().parse_args(["x/y", "--dataset", "scannet", "--device", "cuda", "--checkpoints", "w"])
+    a = parse_args(["x/y", "--dataset", "scannet", "--device", "cuda"])
     assert [str(s) for s in a.scenes] == ["x/y"] and a.dataset == "scannet" and a.device == "cuda"
 
 
 def test_scene_folders_from_the_command_line(tmp_path, fixture_state, scene_factory):
     scene = scene_factory()
     folder = write_scan(tmp_path / "data", scene)
-    args = build_parser().parse_args([str(folder), "--store", str(fixture_state.store.root),
+    args = parse_args([str(folder), "--store", str(fixture_state.store.root),
                                       "--data-root", str(tmp_path / "data")])
     state, build = setup_state(args)
     assert callable(build) and state.scene_ids() == [scene.scene_id]  # processed in the background
-    assert setup_state(build_parser().parse_args([*map(str, args.scenes), "--no-build", "--store",
+    assert setup_state(parse_args([*map(str, args.scenes), "--no-build", "--store",
                                                   str(fixture_state.store.root)]))[1] is None
     loaded = state.scene(scene.scene_id)
     np.testing.assert_allclose(loaded.points, scene.points, atol=1e-6)
@@ -58,16 +58,16 @@ def test_dataset_discovery_and_no_build(tmp_path, scene_factory):
     (tmp_path / "empty_root").mkdir()
     with pytest.raises(SASInputError, match="no scenes found"):
         discover_scenes(tmp_path / "empty_root", None)
-    args = build_parser().parse_args(["--dataset", "scannet", "--data-root", str(root), "--store", str(tmp_path / "s")])
+    args = parse_args(["--dataset", "scannet", "--data-root", str(root), "--store", str(tmp_path / "s")])
     state, build = setup_state(args)
     assert callable(build) and state.scene_ids() == ["scene0001_00", "scene0002_00", "scene0003_00"]
     assert find_scene_folder([root], "scene0001_00") == a
     # --no-build: the data root's scenes, each with what the store has (tests/app/test_user_scenes.py)
-    args = build_parser().parse_args(["--no-build", "--data-root", str(root), "--store", str(tmp_path / "s")])
+    args = parse_args(["--no-build", "--data-root", str(root), "--store", str(tmp_path / "s")])
     state, build = setup_state(args)
     assert build is None and state.scene_ids() == ["scene0001_00", "scene0002_00", "scene0003_00"]
     # --no-build in demo mode: only the demo scenes the store holds
-    args = build_parser().parse_args(["--no-build", "--store", str(tmp_path / "empty")])
+    args = parse_args(["--no-build", "--store", str(tmp_path / "empty")])
     with pytest.raises(SASInputError, match="no demo scenes"):
         setup_state(args)
 

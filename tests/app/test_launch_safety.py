@@ -132,7 +132,7 @@ def test_demo_rooms_can_be_opened_as_they_finish(tmp_path, monkeypatch, scene_fa
     """launch.py hands build_demo an on_scene callback: a room is registered (and its layers re-listed) while the rest
     of the build is still running, not when all six are done."""
     import sas_engine.demo
-    from app.cli import build_parser, setup_state
+    from app.cli import parse_args, setup_state
 
     data = tmp_path / "data"
     folder = write_scan(data, scene_factory())
@@ -147,7 +147,7 @@ def test_demo_rooms_can_be_opened_as_they_finish(tmp_path, monkeypatch, scene_fa
         return ["fixture0000_00"]
 
     monkeypatch.setattr(sas_engine.demo, "build_demo", fake_build_demo)
-    state, build = setup_state(build_parser().parse_args(["--store", str(tmp_path / "s")]))
+    state, build = setup_state(parse_args(["--store", str(tmp_path / "s")]))
     assert state.scene_ids() == []
     build()
     assert seen == [(["fixture0000_00"], 1, True)]  # openable mid-build, with its layers re-listed

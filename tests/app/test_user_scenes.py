@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.build import build_scenes, next_scene
-from app.cli import build_parser, discover_scenes, setup_state
+from app.cli import discover_scenes, parse_args, setup_state
 from app.state import AppState
 from app.viewer import frame_camera, scene_box
 from sas_engine.errors import SASInputError
@@ -92,15 +92,15 @@ def test_discovery_finds_every_capture_layout_and_skips_capture_plys(tmp_path):
 def test_data_root_without_dataset_opens_what_it_finds(tmp_path):
     root = make_root(tmp_path / "data")
     store = tmp_path / "store"
-    state, build = setup_state(build_parser().parse_args(["--data-root", str(root), "--store", str(store)]))
+    state, build = setup_state(parse_args(["--data-root", str(root), "--store", str(store)]))
     assert state.scene_ids() == ["kitchen", "lidar_scan", "livingroom_o3d", "office_ns", "scene0001_00"]
     assert callable(build)  # processed in the background once the page is up
-    state, build = setup_state(build_parser().parse_args(["--data-root", str(root), "--store", str(store),
+    state, build = setup_state(parse_args(["--data-root", str(root), "--store", str(store),
                                                           "--no-build"]))
     assert build is None and len(state.scene_ids()) == 5  # shown with whatever the store has
     missing = tmp_path / "typo"
     with pytest.raises(SASInputError, match="data root not found"):
-        setup_state(build_parser().parse_args(["--data-root", str(missing), "--store", str(store)]))
+        setup_state(parse_args(["--data-root", str(missing), "--store", str(store)]))
     assert not missing.exists()  # a nonexistent data root is never created
 
 

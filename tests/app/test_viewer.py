@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+import urllib.parse
 
 import numpy as np
 import pytest
@@ -81,12 +82,18 @@ def viewer(fixture_state, monkeypatch):
     fixture_state.viewer = None
 
 
+def paired(client, viewer, token):
+    """The camera a browser reports after opening ``viewer.url(token)`` (its far plane from ``initialCameraFar``)."""
+    url = viewer.url(token)
+    client.camera.far = float(urllib.parse.unquote(url.split("initialCameraFar=", 1)[1]))
+    return client
+
+
 def _connected_tab(st, viewer, monkeypatch):
     """A session "tab1" showing SID, and a fake browser connected to the viewer as that tab."""
     s = st.new_session("tab1")
     s.select_scene(SID)
-    client = FakeClient()
-    monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
+    client = paired(FakeClient(), viewer, "tab1")
     viewer._connect(client)
     return st, s, client
 
@@ -151,15 +158,116 @@ def test_click_inspects_the_nearest_point(fixture_state, viewer, monkeypatch):
 
 
 def test_direct_visitor_gets_its_own_session(fixture_state, viewer, monkeypatch):
-    monkeypatch.setattr(viewer, "_token_of", lambda c: None)
     client = FakeClient(client_id=3)
+    client.camera.far = 1000.0  # viser's own default: the viewer was opened on its own
     viewer._connect(client)
     assert "viser3" in fixture_state.sessions
     assert fixture_state.session("viser3").scene_id == SID
     assert client.count("add_point_cloud", "/sas/a") == 1
     viewer._disconnect(client)
     assert "viser3" not in fixture_state.sessions
-    assert viewer.url("abc").endswith("websocket=ws%3A%2F%2F127.0.0.1%3A" + str(viewer.port) + "%2Fsas%2Fabc")
+    assert viewer.url().rstrip("/").endswith(str(viewer.port))
+
+
+class Strict:
+    """A proxy that fails the test on any private attribute read (``_name``) of the object it wraps."""
+
+    def __init__(self, obj, what):
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_what", what)
+
+    def __getattr__(self, k):
+        if k.startswith("_"):
+            raise AssertionError(f"private attribute {k} of {object.__getattribute__(self, '_what')} read")
+        return getattr(object.__getattribute__(self, "_obj"), k)
+
+    def __setattr__(self, k, v):
+        if k.startswith("_"):
+            raise AssertionError(f"private attribute {k} of {object.__getattribute__(self, '_what')} written")
+        setattr(object.__getattribute__(self, "_obj"), k, v)
+
+
+def test_tabs_pair_through_public_viser_api_only(fixture_state, viewer, monkeypatch):
+    """Each tab's viewer URL carries its own pairing value; a client reporting it joins that tab's session, with
+    the viser server and the client wrapped so that any private attribute use fails; a closed session's value no
+    longer pairs."""
+    from app.viewer import pairing_code, pairing_far
+
+    st = fixture_state
+    viewer.server = Strict(viewer.server, "the viser server")
+    s1, s2 = st.new_session("tabA"), st.new_session("tabB")
+    s1.select_scene(SID)
+    s2.select_scene(SID)
+    u1, u2 = viewer.url("tabA"), viewer.url("tabB")
+    assert u1 != u2 and viewer.url("tabA") == u1  # stable per tab
+    f1 = float(urllib.parse.unquote(u1.split("initialCameraFar=", 1)[1]))
+    assert 1024.0 < f1 < 2048.0 and pairing_far(pairing_code(f1)) == f1  # exact round trip
+    assert pairing_code(1000.0) is None and pairing_code(float("nan")) is None and pairing_code("x") is None
+    c1 = paired(FakeClient(client_id=11), viewer, "tabA")
+    c2 = paired(FakeClient(client_id=12), viewer, "tabB")
+    viewer._connect(Strict(c1, "client 11"))
+    viewer._connect(Strict(c2, "client 12"))
+    assert [cv.client.client_id for cv in viewer.clients_of("tabA")] == [11]
+    assert [cv.client.client_id for cv in viewer.clients_of("tabB")] == [12]
+    before = len(c2.log)
+    s1.run_query("a chair in a scene")  # recolours tab A's client only
+    assert c1.count("set", "/sas/a") >= 1 and len(c2.log) == before
+    cv1 = viewer.clients_of("tabA")[0]
+    p = cv1.local[900]
+    c1.click_cb(types.SimpleNamespace(client_id=11, ray_origin=tuple(p + [0, 0, 5.0]), ray_direction=(0, 0, -1.0)))
+    assert s1.inspect_serial == 1 and s2.inspect_serial == 0
+    viewer._disconnect(Strict(c1, "client 11"))
+    assert viewer.clients_of("tabA") == [] and "tabA" in st.sessions  # a page's session outlives its viewer
+    st.drop_session("tabA")  # the tab closed: its pairing value is forgotten
+    again = FakeClient(client_id=13)
+    again.camera.far = f1
+    viewer._connect(again)
+    assert viewer.clients_of("tabA") == [] and "viser13" in st.sessions
+
+
+def test_click_holds_the_session_while_a_scene_switch_waits(fixture_state, viewer, monkeypatch):
+    """A click picks and inspects on one consistent geometry: a scene switch requested meanwhile (the panel, another
+    thread) waits for it, then the client gets the new scene."""
+    import threading
+
+    import app.viewer as V
+
+    st, s, client = _connected_tab(fixture_state, viewer, monkeypatch)
+    other = fixture_state.scene(SID)
+    from sas_engine.scene import Scene
+
+    g = np.random.default_rng(5)
+    st.add_scene(Scene("small0000_00", g.uniform(0, 1, (300, 3)).astype(np.float32),
+                       np.full((300, 3), 50, np.uint8)))
+    switched = {}
+    real_pick = V.pick_point
+
+    def pick_during_switch(points, o, d, r):
+        t = threading.Thread(target=lambda: switched.setdefault("msg", s.select_scene("small0000_00")))
+        t.start()
+        t.join(0.5)
+        switched["waited"] = t.is_alive()  # the switch is blocked while the click holds the session
+        switched["thread"] = t
+        return real_pick(points, o, d, r)
+
+    monkeypatch.setattr(V, "pick_point", pick_during_switch)
+    cv = viewer.clients_of("tab1")[0]
+    target = 900
+    p = cv.local[target]
+    client.click_cb(types.SimpleNamespace(client_id=client.client_id, ray_origin=tuple(p + [0, 0, 5.0]),
+                                          ray_direction=(0.0, 0.0, -1.0)))
+    switched["thread"].join(10)
+    assert switched["waited"] is True and s.inspect_serial == 1
+    picked = int(s.inspection_short.split()[1].strip("*"))  # the switch cleared the page's inspection text since
+    assert picked >= 800 and np.linalg.norm(other.points[picked, :2] - other.points[target, :2]) < 0.1
+    assert cv.scene_id == "small0000_00" and len(cv.local) == 300  # then the switch went through
+    # a click that arrives with the old geometry after the tab moved on is dropped, not inspected on the new scene
+    monkeypatch.setattr(V, "pick_point", real_pick)
+    with cv.lock:
+        cv.scene_id = SID
+    client.click_cb(types.SimpleNamespace(client_id=client.client_id, ray_origin=(0.0, 0.0, 5.0),
+                                          ray_direction=(0.0, 0.0, -1.0)))
+    assert s.inspect_serial == 1
 
 
 def test_hidden_ceiling_and_index_mapping(fixture_state, viewer, monkeypatch):
@@ -173,8 +281,7 @@ def test_hidden_ceiling_and_index_mapping(fixture_state, viewer, monkeypatch):
     s = fixture_state.new_session("tab1")
     s.select_scene("room0000_00")
     client = FakeClient()
-    monkeypatch.setattr(viewer, "_token_of", lambda c: "tab1")
-    viewer._connect(client)
+    viewer._connect(paired(client, viewer, "tab1"))
     cv = viewer.clients_of("tab1")[0]
     assert len(cv.a.points) == 600 and len(cv.a.colors) == 600  # ceiling not sent
     assert "Ceiling hidden (600 points)" in cv.markdown.content

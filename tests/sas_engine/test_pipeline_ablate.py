@@ -38,8 +38,13 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     store = ArtefactStore(tmp_path / "store")
     pcfg = PipelineConfig(capability_images=1, teacher_kwargs=teacher_ckpts,
                           student_checkpoint=str(tmp_path / "none.pt"))
-    cfg = AblateConfig(train_split="tiny", val_split="tiny", pipeline=pcfg, epochs_stage1=1, epochs_stage2=1,
-                        stage2_weight=0.5, pseudo_keep=0.6, held_out_split="tiny", held_out_rooms=1, tta=1)
+    # trained on the first tiny room, checkpoints picked, reported and held out on the second
+    cfg = AblateConfig(train_split="tiny[:1]", select_split="tiny[1:]", val_split="tiny", pipeline=pcfg,
+                       epochs_stage1=1, epochs_stage2=1, stage2_weight=0.5, pseudo_keep=0.6,
+                       held_out_split="tiny[1:]", held_out_rooms=2, tta=1)
+    with pytest.raises(ValueError, match="both trained on and"):
+        run_ablation(store, cfg, tmp_path / "report")
+    cfg = dataclasses.replace(cfg, val_split="tiny[1:]")
     res = run_ablation(store, cfg, tmp_path / "report", export_student=tmp_path / "student.pt")
 
     # every row of Table 3 was evaluated on both tiny scenes
@@ -50,7 +55,7 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     for r in rows:
         assert 0.0 <= res["sources"][r]["miou"] <= 100.0
         assert res["sources"][r]["missing_scenes"] == []
-    assert len(res["scenes"]) == 2
+    assert len(res["scenes"]) == 1
     # the TTA rows are the same checkpoints with augmented passes averaged in: other features, same coverage
     sid0 = res["scenes"][0]
     one = store.read_any(sid0, "pred3d.abl_stage1_point")["features"].float()
@@ -65,11 +70,21 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     assert set(curves) == {n for n, _, _ in RUNS} and all(len(c) == 1 for c in curves.values())
     assert curves["stage2_selfdistill"][0][0] > curves["stage1_superpoint"][0][0] > 0
     assert (tmp_path / "report" / "training_curves.png").stat().st_size > 1000
-    # the 3D rows are also scored on the held-out rooms (here the first tiny room), in the JSON and their own report
+    # every row is also scored on the held-out rooms, in the JSON and their own report
     held = out["meta"]["held_out"]
-    assert held["split"] == "tiny" and held["rooms"] == 1 and set(held["miou"]) == set(rows[6:])
+    assert held["split"] == "tiny[1:]" and held["rooms"] == 1 and set(held["miou"]) == set(rows)
     ho = json.loads((tmp_path / "report" / "ablation_held_out.json").read_text())
-    assert len(ho["scenes"]) == 1 and all(abs(ho["sources"][r]["miou"] - held["miou"][r]) < 0.01 for r in rows[6:])
+    assert len(ho["scenes"]) == 1 and all(abs(ho["sources"][r]["miou"] - held["miou"][r]) < 0.01 for r in rows)
+    # and on the points the 2D fusion covers: there every 2D row has a feature for every scored point, the points
+    # it misses no longer count, so no 2D row scores lower than on all points
+    cov = json.loads((tmp_path / "report" / "ablation_covered.json").read_text())
+    assert set(cov["sources"]) == set(rows) and out["meta"]["covered_miou"]["fused.sas"] == \
+        round(cov["sources"]["fused.sas"]["miou"], 2)
+    assert res["sources"]["fused.sas"]["coverage"] < 100.0 == cov["sources"]["fused.sas"]["coverage"]
+    for r in rows[:6]:
+        assert cov["sources"][r]["miou"] >= res["sources"][r]["miou"] - 1e-6, r
+    assert set(held["miou_covered"]) == set(rows)
+    assert (tmp_path / "report" / "ablation_held_out_covered.md").is_file()
 
     # rows (a) and (b) start at lr; row (c) resumes (b)'s best weights at the gentler stage-2 rate
     runs = store.root / "runs"

@@ -60,20 +60,20 @@ def test_atomic_write_failure_inside_writer(tmp_path):
 def test_roundtrip_with_numpy_and_header(tmp_path):
     st = ArtefactStore(tmp_path)
     payload = {"t": torch.arange(4), "a": np.arange(3.0), "n": 3, "names": ["x", "y"]}
-    p = st.save("s", "sp", payload, kind="superpoints", config=Cfg(2), inputs={"mesh": "abc"})
+    p = st.save("s", "sp", payload, kind="misc", config=Cfg(2), inputs={"mesh": "abc"})
     assert p == tmp_path / "s" / "sp.pt"
-    got = st.load("s", "sp", kind="superpoints", config=Cfg(2), inputs={"mesh": "abc"})
+    got = st.load("s", "sp", kind="misc", config=Cfg(2), inputs={"mesh": "abc"})
     assert torch.equal(got["t"], torch.arange(4)) and np.array_equal(got["a"], np.arange(3.0))
     assert got["n"] == 3 and got["names"] == ["x", "y"]
     h = st.header("s", "sp")
-    assert h["format_version"] == store_mod.FORMAT_VERSION and h["kind"] == "superpoints" and h["config"] == {"k": 2}
-    assert st.load("s", "missing", kind="superpoints") is None
+    assert h["format_version"] == store_mod.FORMAT_VERSION and h["kind"] == "misc" and h["config"] == {"k": 2}
+    assert st.load("s", "missing", kind="misc") is None
     assert [a["name"] for a in st.list("s")] == ["sp"]
 
 
 def test_stale_config_inputs_kind_and_version(tmp_path, monkeypatch):
     st = ArtefactStore(tmp_path)
-    st.save("s", "a", {"v": torch.ones(1)}, kind="fused", config=Cfg(1), inputs={"frames": 10})
+    st.save("s", "a", {"features": torch.ones(1, 2)}, kind="fused", config=Cfg(1), inputs={"frames": 10})
     with pytest.raises(StaleArtefactError, match="another config or input"):
         st.load("s", "a", kind="fused", config=Cfg(2), inputs={"frames": 10})
     with pytest.raises(StaleArtefactError, match="another config or input"):
@@ -125,10 +125,12 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path):
 
 def test_json_artefacts_and_shared_scope(tmp_path):
     st = ArtefactStore(tmp_path)
-    st.save_json(None, "capability.synth", {"scores": np.array([[0.5, 1.0]]), "teachers": ["a"]}, kind="capability")
+    st.save_json(None, "capability.synth", {"scores": np.array([[0.5, 1.0]]), "teachers": ["a"],
+                                            "classes": ("x", np.str_("y")), "linear_miou": np.float32(0.5)},
+                 kind="capability")
     assert (tmp_path / "_shared" / "capability.synth.json").exists()
     got = st.load_json(None, "capability.synth", kind="capability")
-    assert got == {"scores": [[0.5, 1.0]], "teachers": ["a"]}
+    assert got == {"scores": [[0.5, 1.0]], "teachers": ["a"], "classes": ["x", "y"], "linear_miou": 0.5}
     with pytest.raises(StaleArtefactError):
         st.load_json(None, "capability.synth", kind="capability", config=Cfg())
     st.write_bytes(None, "capability.synth.png", b"png")

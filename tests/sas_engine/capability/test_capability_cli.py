@@ -184,7 +184,7 @@ def test_suggested_commands_parse_as_printed(scene_and_store, capsys):
     import re
     import shlex
 
-    from sas_engine.cli import build_parser
+    from sas_engine.cli import parse_args
 
     scene, store, *_ = scene_and_store
     store.path(None, "capability.rooms", ".json").unlink()
@@ -196,4 +196,4 @@ def test_suggested_commands_parse_as_printed(scene_and_store, capsys):
     assert len(cmds) == 2, err
     for cmd in cmds:
         argv = [a for a in shlex.split(cmd)[1:] if a != "..."]
-        build_parser().parse_args(argv)  # SystemExit (a test failure) if a required flag is missing
+        parse_args(argv)  # SystemExit (a test failure) if a required flag is missing

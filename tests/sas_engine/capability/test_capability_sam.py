@@ -85,8 +85,8 @@ def test_sam_refiner_tiny_model(tmp_path):
     torch.save(sam.state_dict(), ck)
     with pytest.raises(SASInputError, match="tiny_sam.pth"):
         load_sam(ck)
-    with pytest.raises(SASInputError, match="does not exist"):
+    with pytest.raises(SASInputError, match="missing.pth: SAM checkpoint not found"):
         load_sam(tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(SASInputError, match="not a readable"):
+    with pytest.raises(SASInputError, match="junk.pth: cannot read SAM checkpoint"):
         load_sam(tmp_path / "junk.pth")

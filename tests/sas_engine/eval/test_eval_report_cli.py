@@ -12,7 +12,7 @@ from sas_engine.eval.metrics import confusion_matrix, summarize
 from sas_engine.eval.report import markdown_table, write_report
 from sas_engine.io import load_scene, read_scannet_submission, write_ply
 from sas_engine.labels import SCANNET20, SCANNET20_NYU40
-from sas_engine.store import ArtefactStore
+from sas_engine.store import ArtefactStore, make_header
 
 K, C = 20, 32
 
@@ -106,10 +106,14 @@ def test_stale_artefact_rows_are_refused(tiny):
     with pytest.raises(SASInputError, match="fused.c.pt: computed on points 5:0123456789abcdef but the scene now "
                                             f"has points {scene.geometry_digest}"):
         store_source(store, "fused.c")(scene)
-    # same digest but wrong rows (a hand-made artefact): the row check still refuses it
-    store.save("scene0001_00", "fused.c", {"features": torch.zeros(5, C, dtype=torch.float16)}, kind="fused",
-               geometry=scene.geometry_digest)
-    with pytest.raises(SASInputError, match="fused.c.pt: has 5 feature rows"):
+    # same digest but wrong rows: the store refuses to write it, and a hand-made file is refused on reading
+    bad = {"features": torch.zeros(5, C, dtype=torch.float16)}
+    with pytest.raises(SASInputError, match="fused.c.pt: 'fused' artefact: 'features' has shape .5, .*5 rows"):
+        store.save("scene0001_00", "fused.c", bad, kind="fused", geometry=scene.geometry_digest)
+    torch.save({"__header__": make_header("fused", None, geometry=scene.geometry_digest), **bad},
+               store.path("scene0001_00", "fused.c"))
+    with pytest.raises(SASInputError, match=f"fused.c.pt: 'fused' artefact: 'features' has shape .5, {C}.: 5 rows but "
+                                            f"the points' geometry digest says N = {scene.num_points} points"):
         store_source(store, "fused.c")(scene)
 
 

@@ -7,7 +7,7 @@ from scipy.sparse.csgraph import connected_components
 from sas_engine.errors import SASInputError
 from sas_engine.geometry import (SuperpointConfig, compact_ids, compute_superpoints, compute_superpoints_knn,
                                  superpoints_for_scene)
-from sas_engine.geometry.superpoints import edge_weights, mesh_edges, segmentator_vertex_normals
+from sas_engine.geometry.superpoints import edge_weights, mesh_edges, segmentator_vertex_normals, weld_vertices
 from sas_engine.scene import Scene
 
 
@@ -195,3 +195,41 @@ def test_knn_variant_and_scene_dispatch():
         superpoints_for_scene(lidar, SuperpointConfig(method="mesh"))
     with pytest.raises(SASInputError, match="faces"):
         compute_superpoints(pts, faces + len(pts))
+
+
+def test_weld_lets_segments_cross_seams_of_a_mesh_written_part_by_part():
+    # one flat floor written as two halves that repeat the vertices of their shared row (as the synthetic world's
+    # part-by-part meshes do): no graph edge crosses the seam, so the Segmentator keeps the halves apart
+    h = 0.05
+    left, lf = grid(10, 12, lambda i, j: (i * h, j * h, 0.0))
+    right, rf = grid(10, 12, lambda i, j: ((i + 9) * h, j * h, 0.0), offset=len(left))
+    pts, faces = np.concatenate([left, right]), np.concatenate([lf, rf])
+    raw = compute_superpoints(pts, faces, 0.01, 5)
+    assert len(np.unique(raw)) == 2
+    welded = compute_superpoints(pts, faces, 0.01, 5, weld=True)
+    assert len(np.unique(welded)) == 1
+    # ids are still vertex indices of the original mesh, and the duplicates share their twin's segment
+    assert 0 <= welded.min() and welded.max() < len(pts) and welded[0] in range(len(pts))
+    keep, canon, wf = weld_vertices(pts, faces)
+    assert len(keep) == len(pts) - 12 and wf.max() == len(keep) - 1
+    assert np.allclose(pts[keep][canon], pts)
+    # a mesh without duplicates gets the same segments either way
+    p2, f2, _ = two_planes()
+    assert np.array_equal(compute_superpoints(p2, f2, 0.01, 20), compute_superpoints(p2, f2, 0.01, 20, weld=True))
+
+
+def test_synthetic_segments_are_the_segmentator_on_the_welded_mesh():
+    from sas_engine.synth import generate_scene
+    from sas_engine.synth.config import SynthConfig
+
+    room = generate_scene(7, "kitchen", SynthConfig(target_vertices=20_000))
+    seg = compute_superpoints(room.vertices, room.faces, 0.01, 20, weld=True)
+    # the written segments are those, split only where one spans two objects (ScanNet's annotated instances are
+    # unions of segments); far fewer than the per-part patches of generator version 1 and than without welding
+    pairs = np.unique(np.stack([seg, room.vertex_instance.astype(np.int64)], 1), axis=0)
+    assert room.segments.max() + 1 == len(pairs)
+    assert len(np.unique(seg)) <= len(pairs) <= 1.25 * len(np.unique(seg))
+    raw = compute_superpoints(room.vertices, room.faces, 0.01, 20)
+    assert len(np.unique(seg)) < 0.7 * len(np.unique(raw))
+    old = generate_scene(7, "kitchen", SynthConfig(target_vertices=20_000, segments="patches"))
+    assert room.segments.max() < old.segments.max()

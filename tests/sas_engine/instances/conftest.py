@@ -48,6 +48,7 @@ def _class_feature_artefact(store, scene, name: str, noise: float = 0.0, seed: i
     if noise:
         g = torch.Generator().manual_seed(seed)
         f = f + noise * torch.randn(f.shape, generator=g)
-    store.save(scene.scene_id, name, {"features": f.half()}, kind="pred3d", config={"test": name},
+    kind = "fused" if name.startswith("fused.") else "pred3d"  # the kind its name implies (sas_engine.artefacts)
+    store.save(scene.scene_id, name, {"features": f.half()}, kind=kind, config={"test": name},
                inputs={"scene": scene.scene_id}, geometry=scene.geometry_digest)
     return f

@@ -78,10 +78,10 @@ def test_labels_are_stored_and_refuse_other_points(tiny_store, class_feature_art
     assert lab["probs"].shape == (len(Proposals.from_payload(pp)), 20)
     # a features artefact of other points is refused, naming the file
     store.save(s.scene_id, "pred3d.other", {"features": torch.zeros(s.num_points, 384)}, kind="pred3d",
-               config={}, inputs={}, geometry="5:0000000000000000")
-    with pytest.raises(SASInputError, match="pred3d.other"):
+               config={}, inputs={}, geometry=f"{s.num_points}:0000000000000000")
+    with pytest.raises(SASInputError, match="pred3d.other.pt: computed on points"):
         load_point_features(store, s, "pred3d.other")
-    with pytest.raises(SASInputError, match="not found"):
+    with pytest.raises(SASInputError, match="pred3d.nothing.pt: missing artefact .*`sas infer` for pred3d"):
         load_point_features(store, s, "pred3d.nothing")
 
 

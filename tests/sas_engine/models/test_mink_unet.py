@@ -1,4 +1,4 @@
-"""MinkUNet18A: exact state_dict table (NETWORK.md), forward contract, checkpoint loading."""
+"""MinkUNet18A: exact state_dict table (docs/network.md), forward contract, checkpoint loading."""
 import pytest
 import torch
 
