@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional, Sequence, TypeVar
 
@@ -35,6 +36,20 @@ Dataset = Annotated[Optional[str], tyro.conf.arg(metavar="PRESET")]
 """Type of a ``dataset`` field: a preset name (scannet, matterport, nuscenes, synthetic) or None (detected)."""
 Scene = tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="SCENE")]]
 """Type of a positional scene argument."""
+
+
+@dataclass
+class SceneArgs:
+    """The fields of a command that reads one scene: the scene, its dataset preset, gravity and the store."""
+
+    scene: Scene
+    """Scene folder or file (ScanNet scan folder, OpenScene .pth, custom RGB-D folder...)."""
+    dataset: Dataset = None
+    """Dataset preset (scannet, matterport, nuscenes, synthetic); detected from the layout when omitted."""
+    up: Up = None
+    """Gravity alignment (see the help text)."""
+    store: Path = DEFAULT_STORE
+    """Artefact store folder ($SAS_STORE or <repo>/store)."""
 
 
 def comma_list(items: Sequence[str]) -> tuple[str, ...]:
