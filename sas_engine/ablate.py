@@ -352,7 +352,7 @@ def training_curves(runs_dir: Path) -> dict[str, list[list[float]]]:
 
 
 def write_curves_plot(curves: dict, path: Path, target: Optional[float] = None) -> Optional[Path]:
-    """Line plot of :func:`training_curves` (PNG); ``target`` draws the quality bar (SAS 2D fusion - 2) as a line."""
+    """Line plot of :func:`training_curves` (PNG); ``target`` draws the quality bar (SAS 2D fusion + 2) as a line."""
     if not curves:
         return None
     import matplotlib
@@ -368,9 +368,9 @@ def write_curves_plot(curves: dict, path: Path, target: Optional[float] = None) 
             x, y = zip(*pts)
             ax.plot(x, y, marker="o", ms=3, label=name)
     if target is not None:
-        ax.axhline(target, color="grey", ls="--", lw=1, label=f"SAS 2D fusion - 2 = {target:.1f}")
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"bar: SAS 2D fusion + 2 = {target:.1f}")
     ax.set_xlabel("optimiser steps")
-    ax.set_ylabel("validation mIoU (%)")
+    ax.set_ylabel("mIoU on the checkpoint-selection rooms (%)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
