@@ -8,11 +8,9 @@ match the scene (wrong point count, missing key) - a layer is never faked.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -192,8 +190,8 @@ class SceneLayers:
 
         # one checked read (sas_engine.artefacts): store format version, the scene's geometry digest, and the schema
         # of the kind the name implies (fields, dtypes, shapes: N rows, weights [N, T] over T teachers...)
-        obj = read(self.store, self.scene_id, artefact, geometry=self.scene.geometry_digest, kind=None,
-                   required=True, header=True)
+        obj = read(self.store, self.scene_id, artefact, geometry=self.scene.geometry_digest, required=True,
+                   header=True)
         if artefact == "superpoints":
             return {"superpoints": obj["superpoints"].numpy().astype(np.int64)}
         feat = obj.get("features")
@@ -231,31 +229,12 @@ class SceneLayers:
         """A shared capability table: {teachers, classes, scores [T][K], mode, provenance, images?}."""
         if self.store is None or name not in self.capability_tables():
             raise SASInputError(None, f"no capability table {name!r} in the store")
+        from sas_engine.artefacts import read_json
+
+        # one checked read: format version, kind and schema (teachers T, classes K, scores [T, K])
+        obj = read_json(self.store, None, name, required=True)
         p = self.store.path(None, name, ".json")
-        try:
-            obj = json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            raise SASInputError(p, f"unreadable capability table ({e})") from None
-        obj.pop("__header__", None)
-        try:
-            scores = np.asarray(obj["scores"], dtype=np.float64)
-            teachers, classes = [str(t) for t in obj["teachers"]], [str(c) for c in obj["classes"]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise SASInputError(p, f"capability table lacks teachers/classes/scores ({e})") from None
-        if scores.shape != (len(teachers), len(classes)):
-            raise SASInputError(p, f"scores have shape {list(scores.shape)} for {len(teachers)} teachers x "
-                                   f"{len(classes)} classes")
+        scores = np.asarray(obj["scores"], dtype=np.float64)
+        teachers, classes = [str(t) for t in obj["teachers"]], [str(c) for c in obj["classes"]]
         obj.update(scores=scores, teachers=teachers, classes=classes, path=str(p))
         return obj
-
-
-def _array(obj: dict, key: str, p: Path) -> np.ndarray:
-    v = obj.get(key)
-    if isinstance(v, torch.Tensor):
-        return v.detach().cpu().numpy()
-    if isinstance(v, np.ndarray):
-        return v
-    if isinstance(v, (list, tuple)):
-        return np.asarray(v)
-    raise SASInputError(p, f"'{key}' is missing or not an array")
-

@@ -14,6 +14,7 @@ A long-running app is asked for many scenes, layers and texts; everything it cac
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -50,8 +51,8 @@ class MemoryConfig:
     max_sessions: int = 64
 
     def __post_init__(self):
-        for name in ("max_scenes", "max_text_entries", "max_encoder_strings", "max_segmentations", "max_sessions"):
-            v = getattr(self, name)
+        for f in dataclasses.fields(self):
+            name, v = f.name, getattr(self, f.name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"MemoryConfig.{name} must be a whole number >= 1, got {v!r}")
 
