@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sas_engine.pipeline import PipelineConfig
+    from sas_engine.pipeline import PipelineConfig, Progress
 
     from .state import AppState
 
@@ -46,14 +46,15 @@ def next_scene(state: "AppState", todo: Sequence[str]) -> str:
 
 
 def build_scenes(state: "AppState", scene_ids: Sequence[str], cfg: Optional["PipelineConfig"] = None,
-                 on_progress: Optional[Callable[[float, str], None]] = None) -> list[str]:
+                 on_progress: Optional["Progress"] = None) -> list[str]:
     """Run the pipeline on registered scenes in the background, tracking progress in ``state.build``.
 
     Args:
         state: the app state the scenes are registered in (loaded through it, with its ``up`` setting).
         scene_ids: the scenes to process.
         cfg: pipeline settings (default: the shipped compact teachers and student, on ``state.device``).
-        on_progress: also called with (fraction, message) at every step (the launcher's terminal bar).
+        on_progress: the engine's :data:`~sas_engine.pipeline.Progress`, called with (fraction, message) at every
+            step (the launcher's terminal bar).
     Returns:
         the ids of the scenes processed without error.
     """

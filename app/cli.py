@@ -185,20 +185,16 @@ def setup_state(args) -> tuple["object", Optional[callable]]:
         print(f"{len(found)} scene(s) under {data_root}: {', '.join(sid for sid, _ in found[:8])}"
               + (" ..." if len(found) > 8 else ""))
         return state, _scene_build(state, [sid for sid, _ in found], args)
-    try:
-        from sas_engine.demo import build_demo  # written by the pipeline owners; absent in early checkouts
-    except ImportError:
-        build_demo = None
-    if build_demo is None or args.no_build:
+    if args.no_build:
         for sid in _stored_scene_ids(Path(args.store)):
             p = find_scene_folder([data_root], sid)
             if p is not None:
                 state.add_scene_path(p, scene_id=sid, check_roots=False)
         if not state.scene_ids():
-            reason = "--no-build was given" if args.no_build else "sas_engine.demo is not available in this checkout"
-            raise SASInputError(args.store, f"no demo scenes in the store and {reason}; "
+            raise SASInputError(args.store, "no demo scenes in the store and --no-build was given; "
                                             "pass scene folders, e.g. python launch.py data/scans/scene0000_00")
         return state, None
+    from sas_engine.demo import build_demo
 
     def build():
         from tqdm import tqdm

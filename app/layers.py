@@ -17,12 +17,16 @@ import numpy as np
 import torch
 
 from sas_engine.errors import SASInputError
+from sas_engine.pipeline import PipelineConfig
 from sas_engine.scene import Scene
 from sas_engine.store import ArtefactStore
 
 log = logging.getLogger(__name__)
 
 FUSIONS = ("sas", "linear", "add")
+STUDENT_LAYER = f"pred3d.{PipelineConfig.student_name}"
+"""The pipeline's distilled student, the layer queries prefer (other ``pred3d.*`` layers, e.g. ``sas ablate``'s
+rows in the same store, come after it)."""
 """Multi-teacher fusion artefacts, best first."""
 
 FUSION_NAMES = {
@@ -119,9 +123,11 @@ class SceneLayers:
         raise SASInputError(None, f"scene {self.scene_id} has no layer {artefact!r} in the store")
 
     def query_layers(self) -> list[Layer]:
-        """Feature layers in the order queries prefer them: distilled 3D, SAS, Linear, Add, single teachers."""
+        """Feature layers in the order queries prefer them: distilled 3D (the pipeline's student first, before other
+        ``pred3d.*`` layers such as an ablation's rows), SAS, Linear, Add, single teachers."""
         order = {"pred3d": 0, "fusion": 1, "teacher": 2}
         rank = {f"fused.{f}": i for i, f in enumerate(FUSIONS)}
+        rank[STUDENT_LAYER] = -1
         return sorted(self.usable(), key=lambda l: (order[l.kind], rank.get(l.artefact, 0), l.artefact))
 
     def dimmed(self) -> np.ndarray:

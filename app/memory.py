@@ -11,9 +11,23 @@ A long-running app is asked for many scenes, layers and texts; everything it cac
 * :class:`BoundedTextEncoder` keeps at most :attr:`MemoryConfig.max_encoder_strings` strings in the text encoder's
   own cache, through the engine's public API only (see its docstring); the query engines' shared
   :class:`~sas_engine.query.TextEmbeddingCache` is bounded by :attr:`MemoryConfig.max_text_entries`.
+
+Bounding what Python holds is not enough for a flat resident set: memory freed by Python, numpy and torch goes back
+to the C allocator, which keeps it. With glibc's default, an array freed after a large ``mmap`` allocation raises the
+``mmap`` threshold (up to 32 MB), so later scene loads (feature matrices, points, their float32 temporaries, 10-200
+MB each) come from the heap arenas of whichever gradio worker thread ran them and stay there once freed. Measured with
+``benchmarks/bench_app_memory.py`` (3 rooms, 2 resident, 5 page clients switching rooms, 1,000 queries), the server
+grew from 1.0 GB to 2.6 GB during the 200 warm-up queries and by another 0.9 GB after them, while Python held a
+bounded set (the same load in one process without gradio: 0.95 to 2.2 GB in 300 queries, of which ``malloc_trim``
+gave 1.0 GB back). :func:`tune_allocator` (called by :class:`~app.state.AppState`) therefore fixes the threshold at
+:data:`MMAP_THRESHOLD`, so every large buffer is its own mapping, returned when freed, and
+:func:`release_free_heap` hands the arenas' free pages back after a scene is evicted; with both the benchmark's
+server stays at 1.2-1.3 GB after the warm-up.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import os
 import shutil
@@ -23,6 +37,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+MMAP_THRESHOLD = 1 << 20
+"""Bytes from which glibc serves an allocation with its own ``mmap`` (returned to the system on free), fixed by
+:func:`tune_allocator` instead of glibc's adaptive threshold (128 KB rising to 32 MB). A query's per-point columns
+(4 bytes x N points: 0.6 MB at 150k points) stay below it, on the heap."""
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
+_LIBC: Optional[Any] = None
+_LIBC_LOCK = threading.Lock()
+_TUNED = False
 
 EXPORT_PREFIX = "sas_exports_"
 """Name prefix of an app run's export folder under the system's temporary folder (``sas_exports_<pid>_<random>``)."""
@@ -42,6 +65,10 @@ class MemoryConfig:
             encoder instance on the same (shared) model weights.
         max_segmentations: cached label maps (colour modes and comma-list queries) per resident scene (LRU).
         max_sessions: browser tabs kept; the least recently used one is closed (and its exports deleted) beyond it.
+        max_layer_builds: feature layers read from the store into query engines at once, across all tabs and
+            scenes (more wait their turn). Each build holds the stored matrix and its normalised copy, 2 x N x C
+            float16 (90 MB at 58k points x 384-d), until it finishes; tabs switching rooms at once would otherwise
+            stack them.
     """
 
     max_scenes: int = 3
@@ -49,6 +76,7 @@ class MemoryConfig:
     max_encoder_strings: int = 8192
     max_segmentations: int = 24
     max_sessions: int = 64
+    max_layer_builds: int = 1
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -147,8 +175,9 @@ class SceneLRU:
 class BoundedTextEncoder:
     """A text encoder whose string cache is bounded.
 
-    The engine's :class:`~sas_engine.teachers.text.TextEncoder` caches every string it ever encoded; in a server
-    that answers arbitrary typed text that grows without end. This wrapper builds its own encoder instance with
+    The engine's :class:`~sas_engine.teachers.text.TextEncoder` keeps up to its ``max_cache`` strings
+    (:data:`~sas_engine.teachers.text.DEFAULT_MAX_CACHE`, 4096); the app holds whatever encoder ``factory`` makes to
+    the tighter :attr:`MemoryConfig.max_encoder_strings`. This wrapper builds its own encoder instance with
     ``factory()`` (a public constructor: the model weights are shared per process by the engine, so a new instance
     costs no model load) and, once that instance's :meth:`cache_size` passes ``max_strings``, replaces it with a
     fresh one, so at most ``max_strings`` strings (plus one batch) are held. Calls are serialised (tokenizers are not
@@ -183,6 +212,39 @@ class BoundedTextEncoder:
     def cache_size(self) -> int:
         with self._lock:
             return int(self._enc.cache_size())
+
+
+def _glibc() -> Optional[Any]:
+    """The C library when it is glibc (has ``malloc_trim`` and ``mallopt``), else ``None`` (macOS, musl...)."""
+    global _LIBC
+    with _LIBC_LOCK:
+        if _LIBC is None:
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _LIBC = lib if hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else False
+            except OSError:
+                _LIBC = False
+        return _LIBC or None
+
+
+def tune_allocator() -> bool:
+    """Fix glibc's ``mmap`` threshold at :data:`MMAP_THRESHOLD` for this process (once; see the module docstring).
+    Returns whether it is in effect (False where the C library is not glibc)."""
+    global _TUNED
+    lib = _glibc()
+    if lib is None:
+        return False
+    with _LIBC_LOCK:
+        if not _TUNED:
+            _TUNED = bool(lib.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        return _TUNED
+
+
+def release_free_heap() -> bool:
+    """Return the C heap's free pages to the system (glibc ``malloc_trim(0)``: every arena, a few ms); called after
+    a scene is evicted. Returns whether anything was released (False where the C library is not glibc)."""
+    lib = _glibc()
+    return bool(lib.malloc_trim(0)) if lib is not None else False
 
 
 def encoder_factory(spec: Optional[str], device: str) -> Callable[[], Any]:

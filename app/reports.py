@@ -82,14 +82,12 @@ def capability_images(table: dict, store_root: Path, class_name: str, limit: int
 
 def scene_metrics(state: "AppState", layers: "SceneLayers", template: Optional[str] = None) -> tuple[list[list], str]:
     """Rows (source, mIoU %, accuracy %, coverage %) of every feature layer against the scene's ground truth, with the
-    scene's label set as vocabulary. Empty with a note when there is no ground truth or no metrics module."""
+    scene's label set as vocabulary. Empty with a note when there is no ground truth."""
     scene = layers.scene
     if scene.labels is None:
         return [], "this scene has no ground truth: no metrics"
-    try:
-        from sas_engine.eval.metrics import confusion_matrix, coverage, miou, overall_acc
-    except ImportError as e:
-        return [], f"metrics module unavailable ({e})"
+    from sas_engine.eval.metrics import confusion_matrix, coverage, miou, overall_acc
+
     ls = get_label_set(scene.label_set)
     gt = scene.labels.astype(np.int64)
     rows = []

@@ -2,8 +2,11 @@
 export). Gradio handlers and the viser viewer both call these; nothing here imports gradio or viser."""
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -20,6 +23,10 @@ from .picking import inspect_point, inspection_markdown, inspection_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import AppState
+
+TIMING = logging.getLogger("sas.timing")
+"""Per-query timing log (DEBUG: one JSON object per query, see :meth:`Session.run_query`);
+``benchmarks/bench_page_query.py`` reads it."""
 
 
 @dataclass
@@ -186,7 +193,11 @@ class Session:
 
     def run_query(self, text: object, threshold: Optional[float] = None, topk: Optional[int] = None,
                   layer: Optional[str] = None) -> str:
-        """Free-text query: one text -> heat-map + top-k regions; several comma-separated names -> labelling."""
+        """Free-text query: one text -> heat-map + top-k regions; several comma-separated names -> labelling.
+
+        Logs its timing to :data:`TIMING` (DEBUG): milliseconds from the entry to the end of each step (engine =
+        text encoding + relevance or labelling, regions, colours, push = the new colours handed to the viewer)."""
+        t0 = time.perf_counter()
         with self.lock:
             lay = self.layers()
             if layer:
@@ -207,15 +218,25 @@ class Session:
                 top = float(fin.max()) if fin.size else float("nan")
                 self.query = QueryView("heat", rel.text, self.query_layer, rel.score, rel.score, 0.0, 1.0,
                                        aliases=rel.aliases, peak=top)
+                t1 = time.perf_counter()
                 self._objects()
             else:
                 seg = self.state.query_segmentation(self.scene_id, self.query_layer, names, self.vocab)
                 self.query = QueryView("labels", ", ".join(seg.names), self.query_layer, labels=seg.labels,
                                        names=seg.names, aliases=seg.aliases)
+                t1 = time.perf_counter()
                 self.objects = []
                 self.objects_serial += 1
+            t2 = time.perf_counter()
             self._render()
+            t3 = time.perf_counter()
             self._push()
+            t4 = time.perf_counter()
+            if TIMING.isEnabledFor(logging.DEBUG):
+                TIMING.debug(json.dumps({"text": self.query.text, "kind": self.query.kind, **{
+                    f"{k}_ms": round((b - a) * 1000, 2) for k, a, b in (
+                        ("engine", t0, t1), ("regions", t1, t2), ("colours", t2, t3), ("push", t3, t4),
+                        ("total", t0, t4))}}))
             where = lay.layer(self.query_layer).label
             if self.query.kind == "heat":
                 return self._heat_message(where)

@@ -15,7 +15,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -26,7 +26,11 @@ from sas_engine.scene import Scene
 from sas_engine.store import ArtefactStore
 
 from .layers import SceneLayers
-from .memory import BoundedTextEncoder, MemoryConfig, Resident, SceneLRU, encoder_factory, make_export_root
+from .memory import (BoundedTextEncoder, MemoryConfig, Resident, SceneLRU, encoder_factory, make_export_root,
+                     release_free_heap, tune_allocator)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sas_engine.pipeline import Progress
 
 MAX_SESSIONS = MemoryConfig.max_sessions
 """Most browser sessions kept by default (:attr:`MemoryConfig.max_sessions`)."""
@@ -101,6 +105,7 @@ class AppState:
     def __init__(self, store, data_roots: Sequence[str | Path] = (), *, text_encoder=None,
                  text_encoder_spec: Optional[str] = None, device: str = "cpu", template: str = PROMPT_SCENE,
                  up: Optional[str] = None, memory: Optional[MemoryConfig] = None):
+        tune_allocator()  # large buffers (a scene's features) go back to the system when freed: app.memory
         self.store = store if isinstance(store, ArtefactStore) else ArtefactStore(store)
         self.data_roots = [Path(r).resolve() for r in data_roots]
         self.device = device
@@ -114,6 +119,7 @@ class AppState:
         self._alias: dict[str, str] = {}  # a loader's own scene id -> the id the scene was registered under
         self.resident = SceneLRU(self.memory.max_scenes)
         self._load_locks: dict[str, threading.Lock] = {}
+        self._layer_builds = threading.BoundedSemaphore(self.memory.max_layer_builds)
         self._layer_serial: dict[str, int] = {}
         self.up = up
         self.sessions: "OrderedDict[str, object]" = OrderedDict()
@@ -243,7 +249,11 @@ class AppState:
                 with self._lock:
                     if scene.scene_id not in self._entries:
                         self._alias[scene.scene_id] = sid
-            return self.resident.put(sid, Resident(scene))
+            evicted = self.resident.evictions
+            r = self.resident.put(sid, Resident(scene))
+        if self.resident.evictions != evicted:  # a scene was dropped (and is no longer referenced by the LRU)
+            release_free_heap()
+        return r
 
     def scene(self, scene_id: str) -> Scene:
         return self._resident(scene_id).scene
@@ -315,11 +325,8 @@ class AppState:
             if self._cache is None:
                 enc = self._encoder
                 if enc is None:
-                    try:
-                        factory = encoder_factory(self._encoder_spec, self.device)
-                    except ImportError as e:
-                        raise SASInputError(None, f"no text encoder available ({e})") from None
-                    enc = BoundedTextEncoder(factory, self.memory.max_encoder_strings)
+                    enc = BoundedTextEncoder(encoder_factory(self._encoder_spec, self.device),
+                                             self.memory.max_encoder_strings)
                 self._cache = TextEmbeddingCache(enc, max_entries=self.memory.max_text_entries)
             return self._cache
 
@@ -338,11 +345,12 @@ class AppState:
                 eng = r.engines.get(artefact)
             if eng is not None:
                 return eng
-            feats, mask = layers.features(artefact)
-            eng = QueryEngine(self.text_cache())
-            eng.set_scene(layers.scene_id, feats, mask)
-            shape = (int(feats.shape[0]), int(feats.shape[1]))
-            del feats  # the engine's normalised float16 copy is the one kept
+            with self._layer_builds:  # at most MemoryConfig.max_layer_builds matrices in flight (app.memory)
+                feats, mask = layers.features(artefact)
+                eng = QueryEngine(self.text_cache())
+                eng.set_scene(layers.scene_id, feats, mask)
+                shape = (int(feats.shape[0]), int(feats.shape[1]))
+                del feats  # the engine's normalised float16 copy is the one kept
             with self._lock:
                 if r.layers is layers:  # not refreshed meanwhile (then the engine serves this call only)
                     r.engines[artefact] = eng
@@ -495,19 +503,21 @@ class AppState:
             v.forget(s.token)
 
     # -- demo build --------------------------------------------------------------------------------------------
-    def run_build(self, build: Callable[[Callable], Sequence[str]], locate: Callable[[str], Optional[Path]],
-                  on_progress: Optional[Callable[[float, str], None]] = None) -> list[str]:
+    def run_build(self, build: Callable[[Progress], Sequence[str]], locate: Callable[[str], Optional[Path]],
+                  on_progress: Optional[Progress] = None) -> list[str]:
         """Run ``build(progress)`` (e.g. ``sas_engine.demo.build_demo``), tracking progress in :attr:`build`; then
-        register the scene ids it returns, each found on disk with ``locate(scene_id)``."""
+        register the scene ids it returns, each found on disk with ``locate(scene_id)``.
+
+        ``progress`` is the engine's :data:`sas_engine.pipeline.Progress`: ``progress(fraction, message)``, the
+        fraction clamped to [0, 1] (an empty message keeps the previous one). ``on_progress`` (the launcher's
+        terminal bar) is called with the same two values after each update."""
         st = self.build
         st.running, st.error, st.done, st.fraction, st.message = True, None, False, 0.0, "starting"
 
-        def progress(*args, **kw):
-            frac, msg = _progress_args(args, kw)
-            if frac is not None:
-                st.fraction = max(0.0, min(1.0, frac))
-            if msg:
-                st.message = msg
+        def progress(fraction: float, message: str) -> None:
+            st.fraction = max(0.0, min(1.0, float(fraction)))
+            if message:
+                st.message = message
             if on_progress is not None:
                 on_progress(st.fraction, st.message)
 
@@ -529,21 +539,6 @@ class AppState:
             raise
         finally:
             st.running = False
-
-
-def _progress_args(args: tuple, kw: dict) -> tuple[Optional[float], str]:
-    """Accept progress(fraction, message), progress(message), progress(done, total, message) and keywords."""
-    frac = kw.get("fraction")
-    msg = kw.get("message", kw.get("desc", ""))
-    nums = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-    strs = [a for a in args if isinstance(a, str)]
-    if strs:
-        msg = strs[0]
-    if frac is None and len(nums) >= 2 and nums[1]:
-        frac = nums[0] / nums[1]
-    elif frac is None and len(nums) == 1:
-        frac = float(nums[0])
-    return frac, str(msg or "")
 
 
 def find_scene_folder(roots: Sequence[Path], scene_id: str, max_depth: int = 4) -> Optional[Path]:

@@ -78,6 +78,29 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def add_child_args(ap) -> None:
+    """The hidden flags of the app child process (``--serve`` and what it serves on). Shared with bench_page_query.py."""
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--scene-ids", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--viser-port", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def open_scenes(st, args):
+    """``st`` (an :class:`app.state.AppState`) with the scenes ``args.scene_ids`` of ``args.data_root`` added and the
+    text encoder loaded; None (after one ``error:`` line) when a scene is missing. Shared with bench_page_query.py."""
+    from app.state import find_scene_folder
+
+    for sid in args.scene_ids.split(","):
+        folder = find_scene_folder([Path(args.data_root)], sid)
+        if folder is None:
+            print(f"error: scene {sid} not found under {args.data_root}", file=sys.stderr)
+            return None
+        st.add_scene_path(folder, scene_id=sid, check_roots=False)
+    st.warm_text_encoder().join()
+    return st
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,16 +118,11 @@ def serve(args) -> int:
     torch.set_num_threads(args.threads)
     from app.memory import MemoryConfig
     from app.server import start_app
-    from app.state import AppState, find_scene_folder
+    from app.state import AppState
 
-    st = AppState(args.store, [args.data_root], memory=MemoryConfig(max_scenes=args.max_scenes))
-    for sid in args.scene_ids.split(","):
-        folder = find_scene_folder([Path(args.data_root)], sid)
-        if folder is None:
-            print(f"error: scene {sid} not found under {args.data_root}", file=sys.stderr)
-            return 2
-        st.add_scene_path(folder, scene_id=sid, check_roots=False)
-    st.warm_text_encoder().join()
+    st = open_scenes(AppState(args.store, [args.data_root], memory=MemoryConfig(max_scenes=args.max_scenes)), args)
+    if st is None:
+        return 2
     import gradio.networking as gn
 
     quick_check = gn.url_ok
@@ -167,10 +185,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads in the server")
     ap.add_argument("--full-build", action="store_true", help="build the rooms' teachers and fusions too")
     ap.add_argument("--progress-every", type=int, default=50, help="queries between progress lines on stderr")
-    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--scene-ids", default="", help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--viser-port", type=int, default=0, help=argparse.SUPPRESS)
+    add_child_args(ap)
     args = ap.parse_args(argv)
     if args.serve:
         return serve(args)
@@ -306,7 +321,11 @@ def main(argv=None) -> int:
         "load_avg_1m": {"start": round(load0[0], 2), "end": round(load1[0], 2)}, "cpu_count": os.cpu_count(),
         "server_memory_report": memory,
     }
-    result["flat"] = bool(abs(result["growth_after_warmup_mb"]) <= 100 and result["spread_after_warmup_mb"] <= 100)
+    # the issue's measure: RSS after the last query against RSS after the warm-up. The spread (largest minus smallest
+    # sample after the warm-up) also counts the transient buffers of rooms being re-read after an eviction; it is
+    # printed beside it and judged separately
+    result["flat"] = bool(abs(result["growth_after_warmup_mb"]) <= 100)
+    result["spread_within_100mb"] = bool(result["spread_after_warmup_mb"] <= 100)
     print(json.dumps(result, indent=1))
     return 0 if result["errors"] == 0 else 1
 

@@ -29,8 +29,15 @@ Kinds (torch payloads unless marked JSON):
 * ``history`` (``history.<run>``, stage-2 self-distillation): ``history`` float [N, C], ``epoch``;
 * ``feat2d.dense`` / ``feat2d.mask`` (``feat2d.<teacher>.<frame>``): one frame's teacher output (see
   :mod:`sas_engine.teachers.cache`);
+* ``gaussians`` (``gaussians.fit``, stamped with the scene's geometry; G Gaussians, not N points): ``means``,
+  ``log_scales``, ``color_logits`` float [G, 3], ``quats`` float [G, 4], ``opacity_logits`` float [G], the disjoint
+  ``fit_frames`` and ``heldout_frames`` (frame indices), optional ``stats``;
+* ``gaussian_features`` (``gaussians.lift.<source>``, ``gaussians.feat.<source>``): ``features`` float [G, C],
+  ``mask`` [G], optional ``view_count`` int [G], ``weights`` float [G, T], ``seconds``, ``stats``;
 * JSON ``capability`` (shared ``capability.<synth>``): ``teachers`` (T), ``classes`` (K), ``scores`` [T][K] (null =
-  no estimate) and the optional per-variant tables; JSON ``feat2d.index``: an extraction index.
+  no estimate) and the optional per-variant tables; JSON ``feat2d.index``: an extraction index; JSON
+  ``gaussian_eval`` (``gaussians.eval.<source>.<variant>``): ``confusion`` [K][K + 1] counts (last column: pixels
+  without a prediction) over the held-out ``views``.
 
 A kind not listed here (a test's or a user's own) is stored and read with header checks only.
 """
@@ -218,6 +225,26 @@ def _check_proposals(obj: dict, sizes: dict) -> Optional[str]:
     return None
 
 
+def _check_gaussian_frames(obj: dict, sizes: dict) -> Optional[str]:
+    fit, held = obj["fit_frames"], obj["heldout_frames"]
+    for key, v in (("fit_frames", fit), ("heldout_frames", held)):
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
+            return f"{key!r} must hold frame indices (non-negative ints)"
+    both = sorted(set(fit) & set(held))
+    if both:
+        return f"frames {both[:5]} are both fitted and held out"
+    return None
+
+
+def _check_gaussian_eval(obj: dict, sizes: dict) -> Optional[str]:
+    conf = obj["confusion"]
+    if conf and len(conf[0]) != len(conf) + 1:
+        return f"'confusion' has {len(conf)} rows and {len(conf[0])} columns, expected {len(conf) + 1} (K + 1)"
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for r in conf for x in r):
+        return "'confusion' must hold pixel counts (non-negative ints)"
+    return None
+
+
 # -- the registry -----------------------------------------------------------------------------------------------
 def _t(name, dtype, *shapes, required=True) -> Field:
     return Field(name, "tensor", dtype, tuple(shapes), required=required)
@@ -265,6 +292,18 @@ SCHEMAS: dict[str, Schema] = {s.kind: s for s in (
            ext=".json", doc="per-teacher per-class capability table"),
     Schema("feat2d.index", (Field("frames", "dict", required=False), Field("complete", "bool", required=False)),
            ext=".json", doc="a scene's teacher-extraction index"),
+    Schema("gaussians", (_t("means", "float", ("G", 3)), _t("quats", "float", ("G", 4)),
+                         _t("log_scales", "float", ("G", 3)), _t("opacity_logits", "float", ("G",)),
+                         _t("color_logits", "float", ("G", 3)), Field("fit_frames", "list"),
+                         Field("heldout_frames", "list"), Field("stats", "dict", required=False)),
+           per_point=True, check=_check_gaussian_frames, doc="a scene's fitted 3D Gaussians"),
+    Schema("gaussian_features", (_t("features", "float", ("G", "C")), _t("mask", "mask", ("G",)),
+                                 _t("view_count", "int", ("G",), required=False),
+                                 _t("weights", "float", ("G", "T"), required=False),
+                                 Field("seconds", "number", required=False), Field("stats", "dict", required=False)),
+           per_point=True, doc="features per Gaussian (lifted from a teacher or fusion, or the distilled encoder's)"),
+    Schema("gaussian_eval", (Field("confusion", "matrix", shapes=(("K", "*"),)), Field("views", "list")),
+           ext=".json", check=_check_gaussian_eval, doc="confusion of rendered Gaussian labels on held-out views"),
 )}
 """Every artefact kind the pipeline writes, by kind."""
 
@@ -280,6 +319,10 @@ _NAME_KINDS: tuple[tuple[str, str, str], ...] = (
     ("capimages.", ".pt", "capability_images"),
     ("capability.", ".json", "capability"),
     ("feat2d.", ".json", "feat2d.index"),
+    ("gaussians.fit", ".pt", "gaussians"),
+    ("gaussians.lift.", ".pt", "gaussian_features"),
+    ("gaussians.feat.", ".pt", "gaussian_features"),
+    ("gaussians.eval.", ".json", "gaussian_eval"),
 )
 
 

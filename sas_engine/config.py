@@ -7,9 +7,11 @@ the defaults follow the authors' released code unless a field's docstring says o
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from .errors import SASInputError
 
@@ -74,18 +76,57 @@ def get_preset(name: str) -> DatasetPreset:
         raise SASInputError(None, f"unknown dataset preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
 
 
+def _plain(obj, where: str):
+    """``obj`` with the few non-JSON values a config may hold converted, exactly as the artefact hashes have always
+    written them: paths -> ``str(path)``, plain enum members -> ``str(member)`` (``"Class.NAME"``; enums mixing in
+    ``str`` / ``int`` are JSON strings / numbers already), tuples -> lists, dataclasses -> their field dicts.
+
+    Anything else (numpy scalars and arrays, tensors, devices, arbitrary objects) raises :class:`TypeError` naming
+    the key: a config is never hashed through a silently stringified value."""
+    if obj is None or isinstance(obj, (str, int, float)):  # bool is an int; subclasses are written as json does
+        return obj
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k is not None and not isinstance(k, (str, int, float)):
+                raise TypeError(f"config key {k!r} at {where or '<root>'} is a {type(k).__name__}: "
+                                "config keys must be strings or numbers")
+            out[k] = _plain(v, f"{where}.{k}" if where else str(k))
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj), where)
+    raise TypeError(f"config value at key {where or '<root>'} is a {type(obj).__module__}.{type(obj).__name__}, "
+                    "which a config cannot hold: convert it to numbers, strings, paths, lists or dicts first")
+
+
 def config_dict(cfg) -> dict:
-    """A JSON-able dict of a dataclass config (nested dataclasses, tuples -> lists)."""
-    if dataclasses.is_dataclass(cfg):
+    """A JSON-able dict of a dataclass config (nested dataclasses and tuples -> lists, paths -> strings).
+
+    Raises:
+        TypeError: a value JSON cannot represent (see :func:`_plain`), naming its key.
+    """
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         cfg = dataclasses.asdict(cfg)
-    return json.loads(json.dumps(cfg, sort_keys=True, default=str))
+    return json.loads(json.dumps(_plain(cfg, ""), sort_keys=True))
 
 
 def config_hash(*parts) -> str:
-    """Stable 16-hex-digit hash of configs / input descriptions (dataclasses, dicts, strings, numbers)."""
+    """Stable 16-hex-digit hash of configs / input descriptions (dataclasses, dicts, strings, numbers).
+
+    The artefact store keys cached results by it: the bytes hashed for a given config must never change.
+
+    Raises:
+        TypeError: a value JSON cannot represent, naming its key (:func:`config_dict`).
+    """
     h = hashlib.sha256()
     for p in parts:
-        h.update(json.dumps(config_dict(p), sort_keys=True, default=str).encode())
+        h.update(json.dumps(config_dict(p), sort_keys=True).encode())
         h.update(b"\x00")
     return h.hexdigest()[:16]
 

@@ -25,6 +25,10 @@ through a prompt ensemble (:data:`QUERY_TEMPLATES`); a query answers through the
 float16 matrix-vector product over the whole scene (PyTorch's CPU float16 GEMV accumulates in float32; its float16
 output limits the cosine to about 5e-4 absolute precision). Several names at once go through float32 chunks, because
 CPU float16 matrix-matrix products are an order of magnitude slower than the GEMV on x86 without native float16 units.
+A relevance query costs one such GEMV plus a few element-wise passes: the softmax's label-set part (every name and
+negative but the typed text) is the same for every query of a label set, so its log-sum-exp is kept per scene and the
+query's own column is added to it (:meth:`QueryEngine._scored_fast`; equal to the full softmax within
+:data:`FAST_RELEVANCE_ATOL`).
 
 Text embeddings are cached per prompt string in a :class:`TextEmbeddingCache` that several engines may share. All
 methods are thread-safe: scene state is swapped under a lock and every query works on one consistent snapshot, and
@@ -43,9 +47,10 @@ import torch
 from .errors import SASInputError
 from .labels import PROMPT_SCENE
 from .query_calibration import CALIBRATION_FILE, VocabularyCalibration, fit_calibration, load_calibrations  # noqa: F401
-from .query_regions import ObjectHit, find_regions, normalize_heat, top_objects, voxel_components  # noqa: F401
-from .query_text import (MAX_QUERY_CHARS, MAX_QUERY_NAMES, QUERY_TEMPLATES, TextEmbeddingCache,  # noqa: F401
-                         apply_template, clean_query, split_queries)
+from .query_regions import (ObjectHit, find_regions, group_index, normalize_heat, top_objects,  # noqa: F401
+                            voxel_components)
+from .query_text import (MAX_QUERY_CHARS, MAX_QUERY_NAMES, NAME_DESCRIPTIONS, QUERY_TEMPLATES,  # noqa: F401
+                         TextEmbeddingCache, apply_template, clean_query, split_queries)
 
 BACKGROUND = -2
 """Label of points that match none of the typed names well (:meth:`QueryEngine.segment_names`); -1 = no feature."""
@@ -76,7 +81,11 @@ class RelevanceConfig:
     (synonyms: "couch" -> sofa) instead of competing with it."""
     nearest_alias_cosine: float = 0.3
     """The vocabulary name nearest to the query answers for it when their cosine reaches this (paraphrases: "a fridge"
-    -> refrigerator; with MiniLM "a place to wash hands" reaches toilet, not sink); 1.01 turns nearest aliases off."""
+    -> refrigerator); 1.01 turns nearest aliases off."""
+    describe: bool = True
+    """Find the nearest name through each name's one-line description too (:data:`NAME_DESCRIPTIONS`; the larger of
+    the two cosines counts): with MiniLM the bare phrase "a place to wash hands" is nearest to "toilet", its
+    description-matched neighbour is sink. Only alias choice changes; the columns scored stay the names'."""
     canonical: tuple[str, ...] = CANONICAL_NEGATIVES
     """Negative phrases always competing with the query."""
     threshold: float = 0.4
@@ -126,12 +135,28 @@ class _SceneState:
     """Cosine columns float32 [N] already computed, by the bytes of their float32 text embedding (LRU, at most
     :data:`COLUMN_CACHE` of them): the vocabulary names and negatives of a relevance query are the same for every
     query, so only the typed text's own column is new."""
+    fixed: "OrderedDict[tuple, np.ndarray]" = field(default_factory=OrderedDict, compare=False, repr=False)
+    """``log sum_j exp(T cos(x, j) + b_j)`` float32 [N] over a relevance query's vocabulary and negative columns, by
+    (their embeddings, T, biases) (LRU, at most :data:`FIXED_CACHE`): the same for every query of a label set, so
+    a query adds only its own column to it (see :meth:`QueryEngine._scored_fast`)."""
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
 COLUMN_CACHE = 32
 """Cosine columns kept per scene state (32 x 150k points x 4 bytes = 19 MB at most): the 20 names and 4 negatives of
 a relevance query stay (every query touches them), typed texts come and go."""
+
+FIXED_CACHE = 4
+"""Log-sum-exp columns of fixed candidate sets kept per scene state (4 x 150k x 4 bytes = 2.4 MB at most): one per
+label set (and calibration) in use."""
+
+LABEL_SETS = 4
+"""Label sets whose prompt-ensemble embeddings an engine keeps (:meth:`QueryEngine._label_set_ensemble`)."""
+
+FAST_RELEVANCE_ATOL = 2e-3
+"""Largest difference between the fast and the exact relevance (:class:`QueryEngine` ``fast_relevance``) at the
+shipped calibration's temperature (14.9): the fast path's float16 GEMV rounds a cosine to at most 2.5e-4, which
+moves a probability by at most ``T / 4`` times that (9e-4). Tested in ``tests/sas_engine/test_query_fast.py``."""
 
 
 class QueryEngine:
@@ -141,11 +166,17 @@ class QueryEngine:
         text_encoder: object with ``encode(list[str]) -> float32 [B, C]`` L2-normalised (e.g.
             ``sas_engine.teachers.get_text_encoder()``), or a :class:`TextEmbeddingCache` to share between engines.
         chunk_rows: rows per float32 chunk in :meth:`segment` (bounds the temporary memory to chunk_rows x C floats).
+        fast_relevance: score :meth:`relevance` and :meth:`segment_names` without superpoint ``groups`` from the
+            cached log-sum-exp of the label set's columns plus each typed text's own column (one float16 GEMV for a
+            single text): equal to the full softmax within :data:`FAST_RELEVANCE_ATOL`. False = the full softmax over
+            every column (the reference).
     """
 
-    def __init__(self, text_encoder, *, chunk_rows: int = 4096):
+    def __init__(self, text_encoder, *, chunk_rows: int = 4096, fast_relevance: bool = True):
         self.cache = text_encoder if isinstance(text_encoder, TextEmbeddingCache) else TextEmbeddingCache(text_encoder)
         self.chunk_rows = int(chunk_rows)
+        self.fast_relevance = bool(fast_relevance)
+        self._label_sets: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()  # see _label_set_ensemble
         self._state: Optional[_SceneState] = None
         self._lock = threading.Lock()
 
@@ -271,16 +302,33 @@ class QueryEngine:
         return self._ensemble(self._state, texts, cfg)
 
     def _ensemble(self, st: Optional[_SceneState], texts: Sequence[str], cfg: RelevanceConfig) -> torch.Tensor:
-        prompts, owner = [], []
-        for k, t in enumerate(texts):
+        prompts, starts = [], []
+        for t in texts:
+            starts.append(len(prompts))
             tpls = cfg.templates if len(t.split()) <= cfg.short_words else cfg.long_templates
-            for tpl in tpls:
-                prompts.append(tpl.format(t))
-                owner.append(k)
+            prompts.extend(tpl.format(t) for tpl in tpls)
         emb = self._embed(st, prompts, None)
-        out = torch.zeros((len(texts), emb.shape[1]), dtype=torch.float32)
-        out.index_add_(0, torch.as_tensor(owner), emb)
-        return torch.nn.functional.normalize(out, dim=1)
+        # numpy, not torch: these products are tiny, and torch's threaded kernels (index_add_) waited tens of ms
+        # for their threads on a loaded machine
+        out = np.add.reduceat(emb.numpy(), starts, axis=0)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return torch.from_numpy(out)
+
+    def _label_set_ensemble(self, st: Optional[_SceneState], texts: list[str], cfg: RelevanceConfig) -> torch.Tensor:
+        """:meth:`_ensemble` of a label set's names and negatives, kept for the last :data:`LABEL_SETS` label sets
+        (every query of a label set needs them: 24 names x 4 prompts)."""
+        key = (tuple(texts), tuple(cfg.templates), int(cfg.short_words), tuple(cfg.long_templates))
+        with self._lock:
+            got = self._label_sets.get(key)
+            if got is not None:
+                self._label_sets.move_to_end(key)
+                return got
+        got = self._ensemble(st, texts, cfg)
+        with self._lock:
+            self._label_sets[key] = got
+            while len(self._label_sets) > LABEL_SETS:
+                self._label_sets.popitem(last=False)
+        return got
 
     def _plan(self, st: Optional[_SceneState], names: Sequence[str], vocabulary: Sequence[str],
               cfg: RelevanceConfig) -> "_Plan":
@@ -295,16 +343,22 @@ class QueryEngine:
         vocab = list(dict.fromkeys(clean_query(v, what="vocabulary name") for v in vocabulary))
         canon = [c for c in dict.fromkeys(cfg.canonical) if c not in vocab]
         e_q = self._ensemble(st, names, cfg)
-        e_o = self._ensemble(st, vocab + canon, cfg) if vocab or canon else torch.zeros((0, e_q.shape[1]))
-        text_cos = (e_q @ e_o.T).numpy()  # [K, V + canonical]
+        e_o = self._label_set_ensemble(st, vocab + canon, cfg) if vocab or canon else torch.zeros((0, e_q.shape[1]))
+        text_cos = e_q.numpy() @ e_o.numpy().T  # [K, V + canonical]
+        near_cos = text_cos[:, : len(vocab)]  # what the nearest alias is chosen by
+        described = [i for i, v in enumerate(vocab) if v in NAME_DESCRIPTIONS] if cfg.describe else []
+        if described:
+            e_d = self._label_set_ensemble(st, [NAME_DESCRIPTIONS[vocab[i]] for i in described], cfg)
+            near_cos = near_cos.copy()
+            near_cos[:, described] = np.maximum(near_cos[:, described], e_q.numpy() @ e_d.numpy().T)
         aliases: list[list[int]] = []
         covered = np.zeros(len(vocab) + len(canon), dtype=bool)
         for k in range(len(names)):
             row = text_cos[k]
             al = set(np.flatnonzero(row >= cfg.alias_cosine).tolist())
             if vocab:
-                j = int(np.argmax(row[: len(vocab)]))
-                if row[j] >= cfg.nearest_alias_cosine:
+                j = int(np.argmax(near_cos[k]))
+                if near_cos[k, j] >= cfg.nearest_alias_cosine:
                     al.add(j)
             al = sorted(al)
             covered[al] = True
@@ -314,21 +368,24 @@ class QueryEngine:
             raise SASInputError(None, "every vocabulary name and negative phrase means the same as the query: "
                                       "nothing is left to measure the relevance against")
         others = vocab + canon
-        cols, owner, col_names = [], [], []
+        cols, owner, col_names, src = [], [], [], []
         for k in range(len(names)):
             cols.append(e_q[k])
             owner.append(k)
             col_names.append(None)  # the typed text itself: not a vocabulary class
+            src.append(-1)
             for a in aliases[k]:
                 cols.append(e_o[a])
                 owner.append(k)
                 col_names.append(vocab[a])
+                src.append(a)
         for j in neg:
             cols.append(e_o[int(j)])
             owner.append(-1)
             col_names.append(vocab[int(j)] if j < len(vocab) else None)
+            src.append(int(j))
         return _Plan(names, [[vocab[a] for a in al] for al in aliases], [others[int(j)] for j in neg],
-                     torch.stack(cols), np.asarray(owner, dtype=np.int64), col_names)
+                     torch.stack(cols), np.asarray(owner, dtype=np.int64), col_names, np.asarray(src, dtype=np.int64))
 
     def _cosines(self, st: _SceneState, emb: torch.Tensor) -> np.ndarray:
         """float32 [N, K] cosine of every point with each (normalised) row of ``emb``; NaN rows where masked.
@@ -366,11 +423,96 @@ class QueryEngine:
                     st.columns.popitem(last=False)
         return res
 
+    def _gemv_column(self, st: _SceneState, emb: torch.Tensor) -> np.ndarray:
+        """float32 [N] cosine with one (normalised) embedding, NaN where masked: one float16 GEMV over the scene
+        (float32 accumulation; the float16 output rounds the cosine to at most 2.5e-4). Always computed, never
+        cached, so a query's result does not depend on what was asked before (a typed text's column would also push
+        the label set's columns out of the cache)."""
+        col = torch.mv(st.unit, emb.to(torch.float16)).numpy().astype(np.float32)
+        col[~st.mask] = np.nan
+        return col
+
+    def _fixed_lse(self, st: _SceneState, emb: torch.Tensor, tau: float, bias: np.ndarray) -> np.ndarray:
+        """float32 [N] ``log sum_j exp(tau cos(x, j) + bias_j)`` over the rows of ``emb`` (NaN where masked), cached
+        per scene state."""
+        emb32 = emb.to(torch.float32).contiguous()
+        key = (emb32.numpy().tobytes(), float(tau), np.asarray(bias, np.float32).tobytes())
+        with st.lock:
+            lse = st.fixed.get(key)
+            if lse is not None:
+                st.fixed.move_to_end(key)
+                return lse
+        logits = tau * self._cosines(st, emb32) + bias[None, :]
+        top = logits.max(1)
+        logits -= top[:, None]
+        lse = (np.log(np.exp(logits).sum(1)) + top).astype(np.float32)
+        lse.setflags(write=False)
+        with st.lock:
+            st.fixed[key] = lse
+            while len(st.fixed) > FIXED_CACHE:
+                st.fixed.popitem(last=False)
+        return lse
+
+    def _scored_fast(self, st: _SceneState, plan: "_Plan", cfg: RelevanceConfig,
+                     calibration: Optional["VocabularyCalibration"]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_scored` without groups, from the cached log-sum-exp of the label set's columns.
+
+        Every column of a plan is a typed text or one of the label set's names and negatives (``plan.src``); the
+        latter are the same for every query of a label set (the names answering for a typed text are still in the
+        softmax's denominator). So with ``F`` = the distinct such columns and ``L_F = log sum_{j in F} exp(l_j)``
+        (cached, :meth:`_fixed_lse`), typed texts ``q_i`` and their aliases ``A_i``,
+
+            ``p_i = (exp(l_qi) + sum_{a in A_i} exp(l_a)) / (sum_i exp(l_qi) + exp(L_F) + sum_j (c_j - 1) exp(l_j))``
+
+        where ``c_j`` counts the plan's copies of column ``j`` (an alias shared by two typed names appears twice in the
+        full softmax). All exponents are taken relative to ``max(l_q, L_F) >= every l_j``, so nothing overflows.
+        """
+        tau, bias = _column_calibration(plan.col_names, cfg, calibration)
+        k = len(plan.names)
+        own_idx = np.array([np.flatnonzero(plan.owner == i)[0] for i in range(k)])
+        _, first = np.unique(plan.src[plan.src >= 0], return_index=True)
+        fixed_rows = np.flatnonzero(plan.src >= 0)[first]
+        if k == 1:
+            own = self._gemv_column(st, plan.emb[own_idx[0]])[:, None]
+        else:
+            own = self._cosines(st, plan.emb[own_idx])
+        lse = self._fixed_lse(st, plan.emb[fixed_rows], tau, bias[fixed_rows])
+        extra = [r for r in range(len(plan.src)) if plan.src[r] >= 0 and plan.owner[r] >= 0]  # alias columns
+        if k == 1 and not extra:  # one text, no alias: p = 1 / (1 + exp(L_F - l_q)), computed in place
+            p = own[:, 0] * np.float32(tau)
+            p += bias[own_idx[0]]
+            np.subtract(lse, p, out=p)
+            with np.errstate(over="ignore"):  # exp -> inf: p = 0, the limit
+                np.exp(p, out=p)
+            p += 1.0
+            np.reciprocal(p, out=p)  # NaN where masked (the column and L_F are NaN there)
+            return p[:, None], own
+        lq = tau * own + bias[own_idx][None, :]  # [N, K]
+        top = np.maximum(lq.max(1), lse) if k > 1 else np.maximum(lq[:, 0], lse)
+        eq = np.exp(lq - top[:, None])
+        den = eq.sum(1) if k > 1 else eq[:, 0].copy()
+        den += np.exp(lse - top)
+        num = eq
+        if extra:
+            ea = np.exp(tau * self._cosines(st, plan.emb[extra]) + bias[extra][None, :] - top[:, None])
+            for c, r in enumerate(extra):
+                num[:, plan.owner[r]] += ea[:, c]
+            seen: set[int] = set()
+            for c, r in enumerate(extra):  # a second copy of a column (two typed names share an alias)
+                if plan.src[r] in seen:
+                    den += ea[:, c]
+                seen.add(int(plan.src[r]))
+        prob = (num / den[:, None]).astype(np.float32, copy=False)
+        prob[~st.mask] = np.nan
+        return prob, own
+
     def _scored(self, st: _SceneState, plan: "_Plan", cfg: RelevanceConfig, groups: Optional[np.ndarray],
                 calibration: Optional["VocabularyCalibration"]) -> tuple[np.ndarray, np.ndarray]:
         """(probability of each typed name's group - its own text and its aliases - under the softmax over every
         column [N, K], cosine with each typed name's own embedding [N, K]); cosines group-averaged first when
         ``groups`` is given. NaN rows where the point has no feature."""
+        if groups is None and self.fast_relevance:
+            return self._scored_fast(st, plan, cfg, calibration)
         cos = self._cosines(st, plan.emb)
         if groups is not None:
             cos = group_mean(cos, groups)
@@ -456,6 +598,7 @@ class _Plan:
     emb: torch.Tensor  # float32 [M, C]: per typed name its own embedding then its aliases', then the negatives
     owner: np.ndarray  # int64 [M]: typed-name index of each row, -1 for negatives
     col_names: list  # [M] the vocabulary name of each row, None for typed texts and canonical phrases
+    src: np.ndarray  # int64 [M]: index of each row in the vocabulary + canonical phrases, -1 for typed texts
 
 
 @dataclass
@@ -508,7 +651,7 @@ def _check_groups(groups: Optional[np.ndarray], st: _SceneState) -> Optional[np.
 def group_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """float32 [N, K]: each row replaced by the mean of the finite rows of its group (NaN rows stay NaN)."""
     v = np.asarray(values, dtype=np.float32)
-    _, inv = np.unique(groups, return_inverse=True)
+    inv = group_index(groups)
     fin = np.isfinite(v[:, 0])
     cnt = np.bincount(inv, weights=fin.astype(np.float64))
     out = np.empty_like(v)

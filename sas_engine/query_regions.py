@@ -78,6 +78,15 @@ def voxel_components(points: np.ndarray, voxel: float) -> np.ndarray:
     return comp[inv].astype(np.int64)
 
 
+def group_index(groups: np.ndarray) -> np.ndarray:
+    """int64 [N] a dense-enough index of each point's group for ``np.bincount``: the ids themselves when they are
+    non-negative and at most 4N + 1024 (superpoint ids: no sort needed), else their rank (``np.unique``)."""
+    g = np.asarray(groups).reshape(-1)
+    if g.size and g.dtype.kind in "iu" and int(g.min()) >= 0 and int(g.max()) <= 4 * g.size + 1024:
+        return g.astype(np.int64, copy=False)
+    return np.unique(g, return_inverse=True)[1].reshape(-1)
+
+
 def top_objects(sim: np.ndarray, points: np.ndarray, threshold: float, k: int = 5, *,
                 groups: Optional[np.ndarray] = None, voxel: float = 0.05, min_points: int = 10,
                 normalize: bool = True) -> list[ObjectHit]:
@@ -114,18 +123,19 @@ def find_regions(sim: np.ndarray, points: np.ndarray, threshold: float, *, group
     if points.shape[0] != n:
         raise SASInputError(None, f"similarity has {n} entries for {points.shape[0]} points")
     fin = np.isfinite(sim)
-    score = np.where(fin, sim, np.nan).astype(np.float64)
     if groups is not None:
-        groups = np.asarray(groups).astype(np.int64).reshape(-1)
+        groups = np.asarray(groups).reshape(-1)
         if groups.shape[0] != n:
             raise SASInputError(None, f"groups has {groups.shape[0]} entries for {n} points")
-        _, ginv = np.unique(groups, return_inverse=True)
-        cnt = np.bincount(ginv, weights=fin.astype(np.float64))
-        tot = np.bincount(ginv, weights=np.where(fin, sim, 0.0))
+        ginv = group_index(groups)
+        cnt = np.bincount(ginv, weights=fin)
+        tot = np.bincount(ginv, weights=np.where(fin, sim, np.float32(0)))
         with np.errstate(invalid="ignore", divide="ignore"):
-            gmean = tot / cnt
-        score = np.where(fin, gmean[ginv], np.nan)
-    heat = normalize_heat(score.astype(np.float32))[0] if normalize else score.astype(np.float32)
+            gmean = (tot / cnt).astype(np.float32)  # float64 sums, as before; the score is float32
+        score = np.where(fin, gmean[ginv], np.float32(np.nan))
+    else:
+        score = sim  # NaN where there is no feature; +-inf never reaches the threshold test below
+    heat = normalize_heat(score)[0] if normalize else score
     display = np.where(fin, np.float32(-1.0), np.float32(np.nan)).astype(np.float32)
     sel = np.nonzero(np.isfinite(heat) & (heat >= float(threshold)))[0]
     if sel.size == 0:

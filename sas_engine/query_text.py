@@ -22,6 +22,34 @@ MAX_QUERY_NAMES = 64
 QUERY_TEMPLATES = ("a {} in a scene", "a photo of a {}", "a {}", "{}")
 """Prompt ensemble of short queries and of vocabulary names (each embedding is the normalised mean over these)."""
 
+NAME_DESCRIPTIONS: dict[str, str] = {
+    "wall": "a wall: the flat vertical side of a room",
+    "floor": "a floor: the surface of a room you walk and stand on",
+    "cabinet": "a cabinet: a cupboard with doors or drawers for storing things",
+    "bed": "a bed: a piece of furniture with a mattress for sleeping on",
+    "chair": "a chair: a seat for one person, with a back and usually four legs",
+    "sofa": "a sofa: a long upholstered seat for several people, a couch",
+    "table": "a table: a piece of furniture with a flat top on legs, for eating or putting things on",
+    "door": "a door: a hinged panel that opens and closes the entrance of a room",
+    "window": "a window: an opening in a wall fitted with glass, to let in light and look outside",
+    "bookshelf": "a bookshelf: shelves for keeping books",
+    "picture": "a picture: a framed painting, photograph or print hung on a wall",
+    "counter": "a counter: a kitchen worktop, a long flat surface to prepare food on",
+    "desk": "a desk: a table to work or write at, often with a computer",
+    "curtain": "a curtain: a piece of fabric hanging at a window",
+    "refrigerator": "a refrigerator: a fridge, an appliance that keeps food and drinks cold",
+    "shower curtain": "a shower curtain: a waterproof curtain around a shower or bathtub",
+    "toilet": "a toilet: a lavatory bowl with a seat and a flush",
+    "sink": "a sink: a basin with a tap and a drain, to wash your hands or the dishes",
+    "bathtub": "a bathtub: a long tub filled with water to take a bath in",
+}
+"""What each ScanNet-20 name means and is for, in one line (hand-written; "other" has none). A query's aliases are
+chosen against a name *and* its description, so "a place to wash hands" reaches sink through "... to wash your hands
+...", where MiniLM puts the bare phrase nearer "toilet". The descriptions only pick aliases: every relevance column
+is still the name's own prompt ensemble, so the fitted calibration applies unchanged. Written after the tuning and
+reported paraphrase lists of :mod:`sas_engine.eval.queries` existed (some wording overlaps theirs); that module's
+``PARAPHRASES_FRESH`` was written after them and measures what they do for unseen wordings."""
+
 
 
 def clean_query(text: object, *, what: str = "query") -> str:

@@ -13,17 +13,16 @@ A source missing for a room is left out of that source's numbers and listed unde
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.report_cli import run_report  # noqa: E402 (needs ROOT on sys.path)
+
 
 def main(argv=None) -> int:
-    from sas_engine.errors import SASError
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", default="val", help="rooms to report (default: the synthetic val split)")
     p.add_argument("--store", type=Path, default=ROOT / "store", help="artefact store of --split (default store/)")
@@ -42,13 +41,7 @@ def main(argv=None) -> int:
                                                        "pipeline's)")
     p.add_argument("--out", type=Path, default=ROOT / "assets" / "instances", help="report folder")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        return _run(args)
-    except SASError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_report(p, argv, _run)
 
 
 def _run(args) -> int:

@@ -43,7 +43,9 @@ class SparseBackend:
 
 
 class TorchBackend(SparseBackend):
-    """Kernel maps by key hashing + searchsorted; gather / mm / index_add_ per offset (see :mod:`.functional`)."""
+    """Kernel maps by dense-grid look-up (searchsorted on hashed keys when the grid would be too large, see
+    :mod:`.coords`); grouped gather / mm per neighbour pattern, then gather / mm / index_add_ per offset for the other
+    rows (see :mod:`.functional`)."""
 
     name = "torch"
 

@@ -4,14 +4,19 @@ Coordinates are int32 ``[M, 4]`` rows ``(batch, x, y, z)`` in *original voxel un
 only holds multiples of ``s``. A :class:`CoordinateManager` is shared by every tensor of one forward pass; it keeps
 
 - the coordinate set of every tensor stride (``stride -> int32 [M_s, 4]``), the finest one being the input's;
-- their int64 keys (batch and offset-shifted xyz packed in mixed radix) sorted once, for ``torch.searchsorted`` look-ups;
+- their int64 keys (batch and offset-shifted xyz packed in mixed radix) sorted once (duplicate check, strided sets and
+  the ``searchsorted`` fallback of the kernel maps);
 - kernel maps keyed by ``(in_stride, out_stride, kernel_size, dilation)``. A transposed convolution uses the map of the
   matching strided convolution with its two sides swapped, so the decoder reuses the encoder's maps.
 
 A kernel map lists, for each kernel offset ``k``, the pairs ``(in_row, out_row)`` with
 ``in_coord = out_coord + offset_k * in_stride * dilation``; the convolution is ``out[out_row] += in[in_row] @ W[k]``.
 Offsets are ordered with x fastest, then y, then z; odd kernel sizes are centred (``i - K // 2``), even sizes run
-``0 .. K-1`` (MinkowskiEngine's region type HYPER_CUBE).
+``0 .. K-1`` (MinkowskiEngine's region type HYPER_CUBE). Within an offset the pairs are sorted by output row.
+
+Neighbours are found in a dense int32 grid (row index per cell, -1 when empty) over the bounding box of the two sets
+plus the kernel's reach, when that grid is small enough (:data:`DENSE_GRID_MAX_CELLS`), else by ``searchsorted`` on
+the sorted keys; see :data:`KERNEL_MAP_METHODS`.
 """
 from __future__ import annotations
 
@@ -22,6 +27,19 @@ import torch
 MARGIN = 1 << 12
 """Padding (voxel units) around the input's bounding box inside the key space; coarser strides and kernel offsets
 that stay within it are looked up without per-axis range checks."""
+
+DENSE_GRID_MAX_CELLS = 1 << 25
+"""Largest dense look-up grid (cells, int32: 128 MiB) a kernel map may allocate; larger extents use searchsorted."""
+
+LOOKUP_CHUNK = 1 << 22
+"""Kernel offsets are looked up in chunks of about this many (offset, output row) queries (bounds temporary memory)."""
+
+KERNEL_MAP_METHODS = ("auto", "grid", "searchsorted")
+"""How :class:`CoordinateManager` finds neighbours: ``grid`` indexes a dense int32 grid over the bounding box (all
+offsets of a chunk in one gather), ``searchsorted`` binary-searches the sorted keys (one pass per offset; the
+original method, kept as the fallback and as a same-run baseline), ``auto`` takes ``grid`` when the grid fits
+:data:`DENSE_GRID_MAX_CELLS` and the coordinates sit on their stride's lattice, else ``searchsorted``. Both give
+identical maps (same pairs, same order)."""
 
 
 def kernel_offsets(kernel_size: int, dilation: int = 1) -> torch.Tensor:
@@ -58,6 +76,8 @@ class KernelMap:
     n_out: int
     identity: int = -1
     _swapped: "KernelMap | None" = field(default=None, repr=False)
+    _plans: dict = field(default_factory=dict, repr=False)
+    """Per-map caches of :mod:`.functional` (the grouped forward plan), built on first use."""
 
     @property
     def volume(self) -> int:
@@ -97,9 +117,23 @@ class KernelMap:
 
 
 class CoordinateManager:
-    """Coordinate sets per tensor stride and cached kernel maps, shared by the tensors of one forward pass."""
+    """Coordinate sets per tensor stride and cached kernel maps, shared by the tensors of one forward pass.
 
-    def __init__(self, coords: torch.Tensor, tensor_stride: int = 1):
+    ``map_method`` (one of :data:`KERNEL_MAP_METHODS`; ``None``: the class attribute ``default_map_method``) selects
+    the neighbour look-up; ``max_grid_cells`` caps the dense grid of the ``grid`` / ``auto`` methods.
+    """
+
+    default_map_method = "auto"
+
+    def __init__(self, coords: torch.Tensor, tensor_stride: int = 1, map_method: str | None = None,
+                 max_grid_cells: int | None = None):
+        map_method = self.default_map_method if map_method is None else map_method
+        if map_method not in KERNEL_MAP_METHODS:
+            raise ValueError(f"map_method must be one of {KERNEL_MAP_METHODS}, got {map_method!r}")
+        self.map_method = map_method
+        self.max_grid_cells = DENSE_GRID_MAX_CELLS if max_grid_cells is None else int(max_grid_cells)
+        self.map_methods_used: dict[tuple[int, int, int, int], str] = {}
+        """Which look-up built each cached map: ``partition``, ``grid`` or ``searchsorted``."""
         if coords.dim() != 2 or coords.shape[1] != 4:
             raise ValueError(f"coordinates must be [M, 4] (batch, x, y, z), got {tuple(coords.shape)}")
         coords = coords.to(torch.int32)
@@ -186,12 +220,16 @@ class CoordinateManager:
         if key not in self._maps:
             if out_stride != in_stride:
                 self.stride_coords(in_stride, out_stride)
+            kmap, method = None, "searchsorted"
             if (out_stride == in_stride * kernel_size and kernel_size % 2 == 0 and dilation == 1
                     and (in_stride, out_stride) in self._inverse):
-                kmap = self._partition_map(in_stride, out_stride, kernel_size)
-            else:
-                kmap = self._search_map(in_stride, out_stride, kernel_size, dilation)
+                kmap, method = self._partition_map(in_stride, out_stride, kernel_size), "partition"
+            elif self.map_method != "searchsorted":
+                kmap, method = self._grid_map(in_stride, out_stride, kernel_size, dilation), "grid"
+            if kmap is None:
+                kmap, method = self._search_map(in_stride, out_stride, kernel_size, dilation), "searchsorted"
             self._maps[key] = kmap
+            self.map_methods_used[key] = method
         return self._maps[key]
 
     def _partition_map(self, in_stride: int, out_stride: int, kernel_size: int) -> KernelMap:
@@ -243,3 +281,68 @@ class CoordinateManager:
         empty = torch.empty(0, dtype=torch.int64, device=cout.device)
         return KernelMap(torch.cat(ins) if ins else empty, torch.cat(outs) if outs else empty, bounds, n_in, n_out,
                          identity)
+
+    def _grid_map(self, in_stride: int, out_stride: int, kernel_size: int, dilation: int) -> KernelMap | None:
+        """Kernel map by dense-grid look-up, identical to :meth:`_search_map`; ``None`` when the grid does not fit
+        ``max_grid_cells`` or a coordinate is off the input stride's lattice (``map_method="grid"`` then falls back
+        to searchsorted as well).
+
+        Grid cells are in units of ``in_stride`` over the bounding box of the input set and of the output set
+        widened by the kernel's reach, one block per batch, so every query lands inside the grid: no range checks,
+        no aliasing across batches. Each cell holds its input row or -1; a chunk of offsets is looked up with one
+        gather, and ``nonzero`` on the hit mask ``[offsets, out rows]`` lists the pairs offset-major, output rows
+        ascending -- the order of :meth:`_search_map`.
+        """
+        cin, cout = self.get_coords(in_stride), self.get_coords(out_stride)
+        n_in, n_out = cin.shape[0], cout.shape[0]
+        volume = kernel_size ** 3
+        dev = cout.device
+        empty = torch.empty(0, dtype=torch.int64, device=dev)
+        same = in_stride == out_stride
+        identity = volume // 2 if same and kernel_size % 2 == 1 else (0 if same else -1)
+        if n_in == 0 or n_out == 0:
+            return KernelMap(empty, empty.clone(), [0] * (volume + 1), n_in, n_out, identity)
+        offsets = kernel_offsets(kernel_size, dilation)  # grid units (in_stride)
+        s = in_stride
+        ci, co = cin.to(torch.int64), cout.to(torch.int64)
+        if s > 1 and bool(((ci[:, 1:] % s) != 0).any() or ((co[:, 1:] % s) != 0).any()):
+            return None  # off-lattice coordinates (a user-given coarse set): keys cannot be divided by the stride
+        gi = torch.div(ci[:, 1:], s, rounding_mode="floor")
+        go = torch.div(co[:, 1:], s, rounding_mode="floor")
+        omin, omax = offsets.min(0).values.to(dev), offsets.max(0).values.to(dev)
+        lo = torch.minimum(gi.min(0).values, go.min(0).values + omin)
+        hi = torch.maximum(gi.max(0).values, go.max(0).values + omax)
+        sizes = [int(v) for v in (hi - lo + 1).cpu()]
+        batches = int(max(int(ci[:, 0].max()), int(co[:, 0].max()))) + 1
+        cells = batches * sizes[0] * sizes[1] * sizes[2]
+        if cells > self.max_grid_cells:
+            return None
+
+        def lin(b: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            g = g - lo
+            return ((b * sizes[0] + g[:, 0]) * sizes[1] + g[:, 1]) * sizes[2] + g[:, 2]
+
+        grid = torch.full((cells,), -1, dtype=torch.int32, device=dev)
+        grid[lin(ci[:, 0], gi)] = torch.arange(n_in, dtype=torch.int32, device=dev)
+        qbase = lin(co[:, 0], go)
+        off_lin = ((offsets[:, 0] * sizes[1] + offsets[:, 1]) * sizes[2] + offsets[:, 2]).to(dev)
+        ins, outs, counts = [], [], []
+        step = max(1, LOOKUP_CHUNK // n_out)
+        if step >= kernel_size:
+            step -= step % kernel_size  # whole z-runs of offsets per chunk (adjacent cells, see below)
+        for k0 in range(0, volume, step):
+            k1 = min(volume, k0 + step)
+            # row-major gather: the offsets of one row that differ in z only read neighbouring cells (z is the
+            # grid's fastest axis), so a row costs about K^2 cache misses instead of K^3; then offset-major.
+            nb = grid[qbase[:, None] + off_lin[None, k0:k1]].t().contiguous()  # int32 [chunk, n_out]
+            if k0 <= identity < k1:
+                nb[identity - k0] = -1  # the centre of a stride-1 conv is a plain matrix product, not stored
+            hit = nb >= 0
+            pos = hit.nonzero()
+            ins.append(nb[hit].to(torch.int64))
+            outs.append(pos[:, 1])
+            counts.append(hit.sum(1))
+        bounds = [0]
+        for c in torch.cat(counts).cpu().tolist():
+            bounds.append(bounds[-1] + int(c))
+        return KernelMap(torch.cat(ins), torch.cat(outs), bounds, n_in, n_out, identity)

@@ -2,7 +2,8 @@
 
 Every encoder maps a list of strings to an L2-normalised float32 tensor ``[B, C]`` (on the CPU), encodes in batches
 and caches each string's embedding, so repeated prompts (class names, Model-Alignment-via-Text sentences) are encoded
-once per process. The cache is guarded by a lock and may be shared by threads (the app answers queries on a pool).
+once per process. The cache is a bounded LRU (:data:`DEFAULT_MAX_CACHE` strings unless the encoder is built with
+another ``max_cache``), guarded by a lock and may be shared by threads (the app answers queries on a pool).
 
 Spec strings accepted by :func:`get_text_encoder`:
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -31,12 +33,22 @@ _MODEL_LOCK = threading.Lock()
 _OPEN_CLIP_MODELS: dict[tuple, object] = {}
 _ENCODERS: dict[tuple, "TextEncoder"] = {}
 
+DEFAULT_MAX_CACHE = 4096
+"""Strings whose embeddings a :class:`TextEncoder` keeps by default (least recently used dropped first): every label
+set's prompts and Model-Alignment-via-Text sentences fit many times over (at most 6.3 MB of 384-d float32 rows, 12.6 MB
+at 768-d), while a server answering arbitrary typed text stays bounded."""
+
 
 class TextEncoder:
     """Base class: batched, cached, thread-safe ``encode(list[str]) -> float32 [B, C]`` (rows L2-normalised).
 
     Subclasses implement :meth:`_encode_batch` (a list of strings -> float tensor [b, C], any norm) and set
     ``name`` (a stable identifier used in artefact headers) and ``dim``.
+
+    Args:
+        max_cache: most strings whose embeddings are kept in memory (a least-recently-used cache; default
+            :data:`DEFAULT_MAX_CACHE`). A string dropped from it is encoded again when next asked for, to the same
+            embedding.
     """
 
     name: str = "text"
@@ -46,12 +58,23 @@ class TextEncoder:
     """Stable identity of the model's weights (name + version) for the on-disk cache of
     :meth:`encode_persistent`; None (e.g. weights from an arbitrary local file) disables it."""
 
-    def __init__(self):
-        self._cache: dict[str, torch.Tensor] = {}
+    def __init__(self, max_cache: int = DEFAULT_MAX_CACHE):
+        if int(max_cache) < 1:
+            raise ValueError(f"max_cache must be at least 1, got {max_cache}")
+        self.max_cache = int(max_cache)
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
 
     def _encode_batch(self, texts: list[str]) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _put(self, text: str, emb: torch.Tensor) -> None:
+        """Cache one embedding as the most recently used; drop the least recently used beyond ``max_cache``.
+        Call with ``self._lock`` held."""
+        self._cache[text] = emb
+        self._cache.move_to_end(text)
+        while len(self._cache) > self.max_cache:
+            self._cache.popitem(last=False)
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Encode strings; returns float32 ``[len(texts), dim]`` on the CPU, each row of unit length."""
@@ -61,15 +84,22 @@ class TextEncoder:
         if not texts:
             return torch.zeros(0, self.dim, dtype=torch.float32)
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            got: dict[str, torch.Tensor] = {}  # this call's rows: a list longer than the cache still gets them all
+            for t in dict.fromkeys(texts):
+                e = self._cache.get(t)
+                if e is not None:
+                    self._cache.move_to_end(t)
+                    got[t] = e
+            missing = [t for t in dict.fromkeys(texts) if t not in got]
             for s in range(0, len(missing), self.batch_size):
                 chunk = missing[s:s + self.batch_size]
                 with torch.no_grad():
                     emb = self._encode_batch(chunk).detach().float().cpu()
                 emb = torch.nn.functional.normalize(emb, dim=-1)
                 for t, e in zip(chunk, emb):
-                    self._cache[t] = e
-            return torch.stack([self._cache[t] for t in texts])
+                    got[t] = e
+                    self._put(t, e)
+            return torch.stack([got[t] for t in texts])
 
     def encode_persistent(self, texts: Sequence[str]) -> torch.Tensor:
         """:meth:`encode`, with the strings also kept in an on-disk cache (``$SAS_TEXT_CACHE``, default
@@ -86,7 +116,7 @@ class TextEncoder:
             with self._lock:
                 for t in missing:
                     if t in disk and disk[t].shape == (self.dim,):
-                        self._cache[t] = disk[t]
+                        self._put(t, disk[t])
             new = [t for t in missing if t not in disk]
             if new:
                 emb = self.encode(new)
@@ -147,8 +177,8 @@ class MiniLMTextEncoder(TextEncoder):
 
     dim = 384
 
-    def __init__(self, device: str = "cpu"):
-        super().__init__()
+    def __init__(self, device: str = "cpu", max_cache: int = DEFAULT_MAX_CACHE):
+        super().__init__(max_cache)
         self.name = "minilm"
         self.device = str(device)
         self._model = None
@@ -189,10 +219,11 @@ class OpenCLIPTextEncoder(TextEncoder):
         tokenizer: its tokenizer (``open_clip.get_tokenizer(arch)``).
         name: identifier stored in artefact headers, e.g. ``"openclip:ViT-B-32:/w/vitb32.pt"``.
         device: where the text tower runs.
+        max_cache: see :class:`TextEncoder`.
     """
 
-    def __init__(self, model, tokenizer: Callable, name: str, device: str = "cpu"):
-        super().__init__()
+    def __init__(self, model, tokenizer: Callable, name: str, device: str = "cpu", max_cache: int = DEFAULT_MAX_CACHE):
+        super().__init__(max_cache)
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -209,9 +240,17 @@ def load_open_clip(arch: str, checkpoint: str | Path | None, device: str = "cpu"
     """Build the open_clip model ``arch`` and load weights from a local file (``None``: random weights, tests only).
 
     Models are cached per (arch, file, device). A missing file or weights that do not fit the architecture raise
-    :class:`SASInputError` naming the file. Returns ``(model, tokenizer)``; the model is in eval mode.
+    :class:`SASInputError` naming the file, as does a missing ``open_clip_torch`` package (the third-party package
+    only open_clip text encoders and teachers need). Returns ``(model, tokenizer)``; the model is in eval mode.
     """
-    import open_clip
+    try:
+        import open_clip
+    except ModuleNotFoundError as e:
+        if e.name != "open_clip":  # open_clip itself is installed but broken: its own error says why
+            raise
+        raise SASInputError(checkpoint, f"open_clip architecture {arch} needs the open_clip_torch package, which is "
+                                        "not installed (pip install open_clip_torch, or use the default MiniLM "
+                                        "text encoder)") from e
 
     if arch not in open_clip.list_models():
         raise SASInputError(checkpoint, f"unknown open_clip architecture {arch!r}")

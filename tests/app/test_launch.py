@@ -83,18 +83,18 @@ def test_build_progress_is_tracked_and_scenes_registered(tmp_path, scene_factory
     st = AppState(tmp_path / "store", [root], text_encoder=encoder)
     seen = []
 
-    def fake_build(progress):  # the shapes of progress calls the launcher accepts
+    def fake_build(progress):  # the engine's one Progress shape: progress(fraction, message)
         progress(0.25, "teachers")
-        progress("fusion")
-        progress(3, 4, "capability")
-        progress(fraction=0.9, message="student")
+        progress(0.5, "")  # an empty message keeps the last one
+        progress(1.5, "capability")  # clamped
+        progress(0.9, "student")
         seen.append((st.build.running, st.build.fraction, st.build.message))
         return ["scene0005_00"]
 
     ids = st.run_build(fake_build, lambda sid: find_scene_folder([root], sid),
                        on_progress=lambda f, m: seen.append((f, m)))
     assert ids == ["scene0005_00"] and st.scene_ids() == ["scene0005_00"]
-    assert (0.25, "teachers") in seen and (0.25, "fusion") in seen and (0.75, "capability") in seen
+    assert seen[:4] == [(0.25, "teachers"), (0.5, "teachers"), (1.0, "capability"), (0.9, "student")]
     assert (True, 0.9, "student") in seen
     assert st.build.done and not st.build.running and "ready" in st.build.markdown()
 
@@ -107,3 +107,5 @@ def test_build_progress_is_tracked_and_scenes_registered(tmp_path, scene_factory
     assert "out of memory" in st.build.markdown() and not st.build.running
     with pytest.raises(SASInputError, match="not found"):
         st.run_build(lambda progress: ["ghost0000_00"], lambda sid: None)
+    with pytest.raises(TypeError):  # one shape only: progress(message) is a bug in the caller, not a guess
+        st.run_build(lambda progress: progress("fusion"), lambda sid: None)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from app.layers import SceneLayers
-from app.memory import BoundedTextEncoder, MemoryConfig, make_export_root
+from app.memory import BoundedTextEncoder, MemoryConfig, make_export_root, release_free_heap, tune_allocator
 from app.panel import Panel
 from app.state import AppState
 from sas_engine.errors import SASInputError
@@ -88,6 +88,70 @@ def test_scene_lru_bounds_features_and_holds_them_once(tmp_path, encoder, monkey
         MemoryConfig(max_scenes=0)
 
 
+def test_freed_memory_goes_back_to_the_system_after_an_eviction(tmp_path, encoder, monkeypatch):
+    """The C heap is trimmed once per eviction, after the LRU let go of the scene; large buffers are mmapped."""
+    import ctypes.util
+
+    glibc = "libc.so" in (ctypes.util.find_library("c") or "libc.so.6")
+    assert tune_allocator() is glibc and tune_allocator() is glibc  # idempotent
+    assert isinstance(release_free_heap(), bool)
+    ids = ["alpha0000_00", "beta0000_00", "gamma0000_00"]
+    st = _state(tmp_path, encoder, ids, max_scenes=2)
+    seen = []
+
+    def spy():
+        gc.collect()
+        seen.append((st.resident.evictions, [r() for r in refs]))
+        return True
+
+    monkeypatch.setattr("app.state.release_free_heap", spy)
+    for sid in ids[:2]:
+        st.scene(sid)
+    refs = [weakref.ref(st.resident.peek(sid)) for sid in ids[:2]]  # the resident entries (engines, layers...)
+    assert seen == []  # no eviction yet
+    st.scene(ids[2])
+    assert len(seen) == 1 and seen[0][0] == 1 and seen[0][1][0] is None  # trimmed after the entry was let go
+    st.scene(ids[2])
+    st.scene(ids[1])
+    assert len(seen) == 1  # resident: nothing dropped, no trim
+
+
+@pytest.mark.parametrize("bound", [1, 2])
+def test_layer_builds_in_flight_are_bounded(tmp_path, encoder, monkeypatch, bound):
+    """Tabs opening different scenes at once read at most max_layer_builds feature matrices at a time."""
+    import threading
+    import time
+
+    ids = ["alpha0000_00", "beta0000_00", "gamma0000_00", "delta0000_00"]
+    st = _state(tmp_path, encoder, ids, max_scenes=4, max_layer_builds=bound)
+    real = SceneLayers.features
+    now, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(self, artefact):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.2)
+        try:
+            return real(self, artefact)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(SceneLayers, "features", slow)
+    for sid in ids:
+        st.layers(sid)
+    threads = [threading.Thread(target=st.engine, args=(sid, "pred3d.demo")) for sid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == bound and all(st.resident.peek(sid).engines.get("pred3d.demo") for sid in ids)
+    with pytest.raises(ValueError, match="max_layer_builds"):
+        MemoryConfig(max_layer_builds=0)
+
+
 def test_evicted_scene_from_a_folder_is_dropped_and_reloaded(tmp_path, encoder):
     scene = make_scene(seed=3, scene_id="scan0001_00")
     d = tmp_path / "data" / "scans" / scene.scene_id
@@ -111,7 +175,7 @@ def test_evicted_scene_from_a_folder_is_dropped_and_reloaded(tmp_path, encoder):
 
 
 class CountingEncoder(TextEncoder):
-    """The engine's TextEncoder (its real, unbounded string cache) over a deterministic stand-in model."""
+    """The engine's TextEncoder (its real string cache) over a deterministic stand-in model."""
 
     name = "counting16"
     dim = 16

@@ -282,3 +282,34 @@ def test_concurrent_sessions_get_their_own_results(fixture_state):
         t.join()
     assert not errors, errors[0]
     assert [s.query.text for s in sessions] == queries
+
+
+def test_query_handler_logs_its_timing(fixture_state, caplog):
+    """One JSON timing record per query on the ``sas.timing`` logger (read by benchmarks/bench_page_query.py)."""
+    import json
+    import logging
+
+    s = fixture_state.new_session("timing")
+    s.select_scene(SID)
+    with caplog.at_level(logging.DEBUG, logger="sas.timing"):
+        s.run_query("a chair in a scene")
+        s.run_query("chair, sofa")
+    recs = [json.loads(r.getMessage()) for r in caplog.records if r.name == "sas.timing"]
+    assert [r["kind"] for r in recs] == ["heat", "labels"]
+    for r in recs:
+        parts = [r[k] for k in ("engine_ms", "regions_ms", "colours_ms", "push_ms")]
+        assert all(p >= 0 for p in parts) and r["total_ms"] >= max(parts)
+
+
+def test_queries_prefer_the_pipelines_student_over_other_distilled_layers():
+    """A store that also holds ``sas ablate``'s rows (``pred3d.abl_*``, sorting before ``pred3d.student``) still
+    answers queries on the shipped student, the layer the query calibration was fitted for."""
+    from types import SimpleNamespace
+
+    from app.layers import STUDENT_LAYER, Layer
+
+    names = [("fused.lseg_compact", "teacher"), ("pred3d.abl_stage1_point", "pred3d"), ("fused.sas", "fusion"),
+             (STUDENT_LAYER, "pred3d"), ("fused.add", "fusion")]
+    stub = SimpleNamespace(usable=lambda: [Layer(a, k, a) for a, k in names])
+    got = [l.artefact for l in SceneLayers.query_layers(stub)]
+    assert got == [STUDENT_LAYER, "pred3d.abl_stage1_point", "fused.sas", "fused.add", "fused.lseg_compact"]

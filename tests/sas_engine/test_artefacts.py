@@ -49,6 +49,17 @@ def _examples() -> dict:
             "linear_miou": 0.5, "words": ["wall", "chair", "sofa"], "images": [], "provenance": []}),
         "feat2d.index": ("feat2d.t", "s", {"teacher": "t", "frames": {"0": {"shape": [3, 4, 8], "bytes": 10}},
                                            "complete": True}),
+        # Gaussians: G = 5 of them on the N = 7 points' scene
+        "gaussians": ("gaussians.fit", "s", {
+            "means": torch.rand(5, 3, generator=g), "quats": torch.rand(5, 4, generator=g),
+            "log_scales": torch.rand(5, 3, generator=g), "opacity_logits": torch.rand(5, generator=g),
+            "color_logits": torch.rand(5, 3, generator=g), "fit_frames": [0, 1, 2, 3], "heldout_frames": [4],
+            "stats": {"seconds": 1.5, "num_gaussians": 5}}),
+        "gaussian_features": ("gaussians.lift.sas", "s", {
+            "features": f16(5, 4), "mask": torch.ones(5, dtype=torch.bool), "weights": torch.rand(5, 2, generator=g),
+            "view_count": torch.tensor([1, 2, 0, 3, 1], dtype=torch.int32), "seconds": 4.8}),
+        "gaussian_eval": ("gaussians.eval.sas.lifted", "s", {"confusion": [[3, 0, 1], [1, 5, 0]],
+                                                             "views": ["4", "9"]}),
     }
 
 
@@ -100,6 +111,10 @@ def test_kind_for_name():
         ["fused", "fused", "pred3d", "superpoints", "instance_proposals", "instance_labels", "history",
          "capability_images", None, None]
     assert artefacts.kind_for_name("capability.rooms", ".json") == "capability"
+    assert [artefacts.kind_for_name(n) for n in ("gaussians.fit", "gaussians.lift.sas", "gaussians.feat.lseg_compact",
+                                                 "gaussians.other")] == \
+        ["gaussians", "gaussian_features", "gaussian_features", None]
+    assert artefacts.kind_for_name("gaussians.eval.sas.lifted", ".json") == "gaussian_eval"
     assert artefacts.points_of(GEO) == N and artefacts.points_of(None) is None and artefacts.points_of("x") is None
 
 
@@ -114,6 +129,12 @@ def test_kind_for_name():
     ("instance_proposals", "offsets", torch.tensor([0, 2, 4]), "offsets are inconsistent with the indices"),
     ("instance_labels", "names", ["wall"], "'names' has 1 entries: K = 1 here but 3 elsewhere"),
     ("history", "epoch", 1.5, "'epoch' must be an int"),
+    ("gaussians", "quats", torch.zeros(5, 3), r"'quats' has shape \[5, 3\]: dim 1 \(4\): 3 != 4"),
+    ("gaussians", "opacity_logits", torch.zeros(6), r"'opacity_logits' has shape \[6\]: dim 0 \(G\): G = 6 here but 5"),
+    ("gaussians", "heldout_frames", [3, 4], r"frames \[3\] are both fitted and held out"),
+    ("gaussians", "fit_frames", None, "lacks 'fit_frames'"),
+    ("gaussian_features", "mask", torch.ones(4, dtype=torch.bool), "G = 4 here but 5 elsewhere"),
+    ("gaussian_features", "features", torch.zeros(5, 4, dtype=torch.int64), "'features' has dtype int64"),
 ])
 def test_wrong_payload_is_refused_on_save_and_on_read(tmp_path, kind, key, bad, problem):
     name, sid, payload = EXAMPLES[kind]
@@ -218,3 +239,27 @@ def test_capability_table_schema_and_loader(tmp_path):
     bad["scores"] = [[0.5], [0.25]]
     with pytest.raises(SASInputError, match=r"capability.bad.json: 'capability' artefact: 'scores' has shape \[2, 1\]"):
         st.save_json(None, "capability.bad", bad, kind="capability")
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ([[3, 0], [1, 5]], r"'confusion' has 2 rows and 2 columns, expected 3 \(K \+ 1\)"),
+    ([[3, 0, 1], [1, -5, 0]], "must hold pixel counts"),
+    ([[3, 0, 1], [1, 5]], "rows of different lengths"),
+])
+def test_gaussian_eval_confusion_is_checked_on_save_and_read(tmp_path, bad, problem):
+    import json
+
+    from sas_engine.errors import StaleArtefactError
+
+    st = ArtefactStore(tmp_path)
+    name, sid, payload = EXAMPLES["gaussian_eval"]
+    p = st.path(sid, name, ".json")
+    with pytest.raises(SASInputError, match=problem):
+        st.save_json(sid, name, dict(payload, confusion=bad), kind="gaussian_eval", config={"c": 1})
+    assert not p.exists()
+    p.parent.mkdir(parents=True, exist_ok=True)  # written by hand: refused on reading, naming the file
+    p.write_text(json.dumps({"__header__": make_header("gaussian_eval", {"c": 1}), **dict(payload, confusion=bad)}))
+    with pytest.raises(StaleArtefactError, match=f"{p}.*{problem}"):
+        st.load_json(sid, name, kind="gaussian_eval", config={"c": 1})
+    with pytest.raises(SASInputError, match=problem):
+        artefacts.read_json(st, sid, name)

@@ -145,3 +145,39 @@ def test_persistent_cache_ignores_damaged_or_foreign_files(tmp_path, monkeypatch
     b = _CountingEncoder.make()
     b.encode_persistent(["x"])
     assert b.seen == []
+
+
+def test_string_cache_is_a_bounded_lru_with_the_same_embeddings():
+    from sas_engine.teachers.text import DEFAULT_MAX_CACHE, TextEncoder
+
+    class Enc(TextEncoder):
+        name, dim = "fake-lru", 4
+
+        def __init__(self, max_cache=DEFAULT_MAX_CACHE):
+            super().__init__(max_cache)
+            self.seen = []
+
+        def _encode_batch(self, texts):
+            self.seen += texts
+            return torch.stack([torch.tensor([len(t), sum(map(ord, t)) % 97, 1.0, 2.0]) for t in texts])
+
+    assert Enc().max_cache == DEFAULT_MAX_CACHE == 4096
+    with pytest.raises(ValueError, match="max_cache"):
+        Enc(0)
+    ref = Enc()  # the default bound: never reached here
+    enc = Enc(max_cache=8)
+    for k in range(200):
+        out = enc.encode([f"query {k}", "a chair in a scene"])
+        assert out.shape == (2, 4) and enc.cache_size() <= 8
+        torch.testing.assert_close(out, ref.encode([f"query {k}", "a chair in a scene"]), rtol=0, atol=0)
+    assert enc.seen.count("a chair in a scene") == 1  # used on every call: never the least recently used
+    assert enc.cache_size() == 8 and ref.cache_size() == 201
+    n = len(enc.seen)
+    enc.encode(["query 199"])  # still cached
+    assert len(enc.seen) == n
+    again = enc.encode(["query 0"])  # evicted long ago: encoded again, to the same embedding
+    assert enc.seen[-1] == "query 0"
+    torch.testing.assert_close(again, ref.encode(["query 0"]), rtol=0, atol=0)
+    many = [f"long list {k}" for k in range(30)]  # one call with more strings than the cache holds
+    torch.testing.assert_close(enc.encode(many + many[:2]), ref.encode(many + many[:2]), rtol=0, atol=0)
+    assert enc.cache_size() == 8
