@@ -113,6 +113,7 @@ def serve(args) -> int:
     memory report as JSON (one line starting with MEMORY) on the way out."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import app as _app  # noqa: F401  (before torch, as launch.py: the app's OpenMP wait policy, see app/__init__.py)
     import torch
 
     torch.set_num_threads(args.threads)

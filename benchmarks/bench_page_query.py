@@ -77,6 +77,7 @@ def serve(args) -> int:
     engines between the full softmax and the fast relevance path."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import app as _app  # noqa: F401  (before torch, as launch.py: the app's OpenMP wait policy, see app/__init__.py)
     import torch
 
     torch.set_num_threads(args.threads)
