@@ -47,84 +47,12 @@ import torch
 from .errors import SASInputError
 from .labels import PROMPT_SCENE
 from .query_calibration import CALIBRATION_FILE, VocabularyCalibration, fit_calibration, load_calibrations  # noqa: F401
-from .query_regions import (ObjectHit, find_regions, group_index, normalize_heat, top_objects,  # noqa: F401
-                            voxel_components)
+from .query_regions import (ObjectHit, find_regions, group_index, group_mean, normalize_heat,  # noqa: F401
+                            top_objects, voxel_components)
+from .query_config import (BACKGROUND, CANONICAL_NEGATIVES, RELEVANCE, NamedSegmentation, Relevance,  # noqa: F401
+                           RelevanceConfig, column_calibration)
 from .query_text import (MAX_QUERY_CHARS, MAX_QUERY_NAMES, NAME_DESCRIPTIONS, QUERY_TEMPLATES,  # noqa: F401
                          TextEmbeddingCache, apply_template, clean_query, split_queries)
-
-BACKGROUND = -2
-"""Label of points that match none of the typed names well (:meth:`QueryEngine.segment_names`); -1 = no feature."""
-
-CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")
-"""LERF's canonical negative phrases: every relevance is measured against them (and the vocabulary)."""
-
-@dataclass(frozen=True)
-class RelevanceConfig:
-    """How a text query becomes a calibrated relevance (see :meth:`QueryEngine.relevance`).
-
-    The defaults were chosen by ``scripts/tune_relevance.py --grid`` on the 6 synthetic ``tune`` rooms (never on the
-    ``val`` / demo rooms): the 4-prompt ensemble, nearest aliases from cosine 0.3, synonyms from 0.9, heat-map
-    threshold 0.4, comma-list threshold 0.2 with superpoint averaging (``assets/query/tune_grid_log.txt``).
-    """
-
-    templates: tuple[str, ...] = QUERY_TEMPLATES
-    """Prompt ensemble applied to short texts (queries and vocabulary names)."""
-    short_words: int = 3
-    """Texts of at most this many words go through :attr:`templates`; longer ones through :attr:`long_templates`."""
-    long_templates: tuple[str, ...] = ("{}",)
-    """Templates of longer texts (a sentence is already a prompt)."""
-    temperature: float = 10.0
-    """Softmax temperature ``T`` of :meth:`QueryEngine.relevance` when no fitted :class:`VocabularyCalibration`
-    applies (a layer or vocabulary it was not fitted for)."""
-    alias_cosine: float = 0.9
-    """A vocabulary name whose text embedding has at least this cosine with the query's answers for the query
-    (synonyms: "couch" -> sofa) instead of competing with it."""
-    nearest_alias_cosine: float = 0.3
-    """The vocabulary name nearest to the query answers for it when their cosine reaches this (paraphrases: "a fridge"
-    -> refrigerator); 1.01 turns nearest aliases off."""
-    describe: bool = True
-    """Find the nearest name through each name's one-line description too (:data:`NAME_DESCRIPTIONS`; the larger of
-    the two cosines counts): with MiniLM the bare phrase "a place to wash hands" is nearest to "toilet", its
-    description-matched neighbour is sink. Only alias choice changes; the columns scored stay the names'."""
-    canonical: tuple[str, ...] = CANONICAL_NEGATIVES
-    """Negative phrases always competing with the query."""
-    threshold: float = 0.4
-    """Default heat-map threshold on the relevance (a probability: 0.5 = the query is as likely as every other
-    name together)."""
-    segment_threshold: float = 0.2
-    """Probability below which a point of a comma-list segmentation is left as background."""
-    segment_superpoints: bool = True
-    """Comma lists average each name's cosines over superpoints before labelling (the app passes the scene's
-    superpoints to :meth:`QueryEngine.segment_names` when this is set)."""
-
-    def __post_init__(self):
-        for t in tuple(self.templates) + tuple(self.long_templates):
-            apply_template(t, ["x"])
-        if not self.templates or not self.long_templates:
-            raise SASInputError(None, "a relevance config needs at least one template for short and long texts")
-        if not self.temperature > 0:
-            raise SASInputError(None, f"relevance temperature must be > 0, got {self.temperature}")
-        for name in ("threshold", "segment_threshold"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise SASInputError(None, f"relevance {name} must be in [0, 1], got {v}")
-
-
-RELEVANCE = RelevanceConfig()
-"""The default relevance settings (the app's and the engine's)."""
-
-
-def _column_calibration(col_names: Sequence[Optional[str]], cfg: RelevanceConfig,
-                        calibration: Optional[VocabularyCalibration]) -> tuple[float, np.ndarray]:
-    """(T, bias per column): the calibration's when it applies (typed texts and canonical phrases get its mean
-    bias), else ``cfg.temperature`` and zeros."""
-    if calibration is None or not calibration.applies(col_names, cfg.templates):
-        return float(cfg.temperature), np.zeros(len(col_names), dtype=np.float32)
-    table = dict(zip(calibration.names, calibration.biases))
-    mean = calibration.mean_bias
-    return float(calibration.temperature), np.array([mean if n is None else table[n] for n in col_names],
-                                                     dtype=np.float32)
-
 
 @dataclass(frozen=True)
 class _SceneState:
@@ -467,7 +395,7 @@ class QueryEngine:
         where ``c_j`` counts the plan's copies of column ``j`` (an alias shared by two typed names appears twice in the
         full softmax). All exponents are taken relative to ``max(l_q, L_F) >= every l_j``, so nothing overflows.
         """
-        tau, bias = _column_calibration(plan.col_names, cfg, calibration)
+        tau, bias = column_calibration(plan.col_names, cfg, calibration)
         k = len(plan.names)
         own_idx = np.array([np.flatnonzero(plan.owner == i)[0] for i in range(k)])
         _, first = np.unique(plan.src[plan.src >= 0], return_index=True)
@@ -516,7 +444,7 @@ class QueryEngine:
         cos = self._cosines(st, plan.emb)
         if groups is not None:
             cos = group_mean(cos, groups)
-        tau, bias = _column_calibration(plan.col_names, cfg, calibration)
+        tau, bias = column_calibration(plan.col_names, cfg, calibration)
         logits = tau * np.nan_to_num(cos, nan=0.0) + bias[None, :]
         logits -= logits.max(1, keepdims=True)
         ex = np.exp(logits)
@@ -601,44 +529,6 @@ class _Plan:
     src: np.ndarray  # int64 [M]: index of each row in the vocabulary + canonical phrases, -1 for typed texts
 
 
-@dataclass
-class Relevance:
-    """A calibrated query result (:meth:`QueryEngine.relevance`).
-
-    Attributes:
-        text: the cleaned query.
-        score: float32 [N] relevance in (0, 1); NaN where the point has no feature.
-        cosine: float32 [N] plain cosine with the query's own embedding.
-        aliases: vocabulary names that answered for the query.
-        negatives: names it was measured against.
-    """
-
-    text: str
-    score: np.ndarray
-    cosine: np.ndarray
-    aliases: list[str]
-    negatives: list[str]
-
-
-@dataclass
-class NamedSegmentation:
-    """A comma-list segmentation with a background (:meth:`QueryEngine.segment_names`).
-
-    Attributes:
-        names: the cleaned typed names.
-        labels: int64 [N] index into ``names``; :data:`BACKGROUND` (-2) = none matches; -1 = no feature.
-        scores: float32 [N] relevance of the best name; NaN where the point has no feature.
-        aliases: per name, the vocabulary names that answered for it.
-        negatives: names the relevance was measured against.
-    """
-
-    names: list[str]
-    labels: np.ndarray
-    scores: np.ndarray
-    aliases: list[list[str]]
-    negatives: list[str]
-
-
 def _check_groups(groups: Optional[np.ndarray], st: _SceneState) -> Optional[np.ndarray]:
     if groups is None:
         return None
@@ -646,18 +536,3 @@ def _check_groups(groups: Optional[np.ndarray], st: _SceneState) -> Optional[np.
     if g.shape[0] != st.unit.shape[0]:
         raise SASInputError(None, f"scene {st.scene_id}: groups has {g.shape[0]} entries for {st.unit.shape[0]} points")
     return g.astype(np.int64)
-
-
-def group_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """float32 [N, K]: each row replaced by the mean of the finite rows of its group (NaN rows stay NaN)."""
-    v = np.asarray(values, dtype=np.float32)
-    inv = group_index(groups)
-    fin = np.isfinite(v[:, 0])
-    cnt = np.bincount(inv, weights=fin.astype(np.float64))
-    out = np.empty_like(v)
-    for j in range(v.shape[1]):
-        tot = np.bincount(inv, weights=np.where(fin, v[:, j], 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, j] = (tot / cnt)[inv]
-    out[~fin] = np.nan
-    return out

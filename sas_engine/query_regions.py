@@ -153,3 +153,18 @@ def find_regions(sim: np.ndarray, points: np.ndarray, threshold: float, *, group
         hits.append(ObjectHit(idx, float(np.nanmean(s)), float(np.nanmax(s)), points[idx].mean(0).astype(np.float32)))
     hits.sort(key=lambda h: (-h.score, -h.size))
     return hits, display
+
+
+def group_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """float32 [N, K]: each row replaced by the mean of the finite rows of its group (NaN rows stay NaN)."""
+    v = np.asarray(values, dtype=np.float32)
+    inv = group_index(groups)
+    fin = np.isfinite(v[:, 0])
+    cnt = np.bincount(inv, weights=fin.astype(np.float64))
+    out = np.empty_like(v)
+    for j in range(v.shape[1]):
+        tot = np.bincount(inv, weights=np.where(fin, v[:, j], 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = (tot / cnt)[inv]
+    out[~fin] = np.nan
+    return out

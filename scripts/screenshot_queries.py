@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                 gt = state.scene(s.scene_id).labels.astype(np.int64)
                 col = np.isfinite(s.query.heat) & (s.query.heat >= s.threshold)
                 numbers[key] = {"scene": s.scene_id, "status": status(), "coloured": per_class(col, gt),
-                                "aliases": list(s.query.aliases) if hasattr(s.query, "aliases") else None,
+                                "aliases": list(s.query.aliases or []),
                                 "peak_relevance": round(float(s.query.peak), 3),
                                 "sink_points": int((gt == SCANNET20.index("sink")).sum()), "file": snap(fname)}
             # 5. side-by-side comparison with its legend, at 1600x1000
