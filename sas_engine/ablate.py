@@ -44,6 +44,12 @@ class AblateConfig:
     voxel_size: float = 0.05
     """Student voxel edge (m). The synthetic rooms' points lie ~4 cm apart, so 5 cm voxels hold about one point
     each, like ScanNet's 2 cm voxels on its denser scans."""
+    input_color: bool = True
+    """Students read each voxel's mean colour (:class:`DistillConfig` ``input_color``; the paper's students read
+    geometry only: ``--no-input-color``)."""
+    class_balance: float = 0.5
+    """Class balancing of the stage-1 losses by the fused targets' own votes (:class:`DistillConfig`
+    ``class_balance``; 0 = the paper's plain mean)."""
     crop_points: int = 10_000
     """Training crops (points per scene per step, see :class:`DistillConfig`): on 2 CPU cores the student needs
     thousands of optimiser steps, and whole-scene batches allowed only a few hundred in the budget."""
@@ -131,7 +137,7 @@ def _distill_config(name: str, use_sp: bool, stage2: bool, cfg: AblateConfig, ou
                          lr=cfg.lr_stage2 if stage2 else cfg.lr,
                          lr_end=cfg.lr_end, use_superpoint=use_sp, alpha=cfg.alpha, crop_points=cfg.crop_points,
                          seed=cfg.seed, val_every=cfg.val_every, checkpoint_every=cfg.val_every,
-                         init_checkpoint=init, **extra)
+                         init_checkpoint=init, input_color=cfg.input_color, class_balance=cfg.class_balance, **extra)
 
 
 def _train_student(dcfg, store, train, val, text, runs_dir, device, progress: bool = True) -> Path:

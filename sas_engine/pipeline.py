@@ -372,7 +372,7 @@ def ensure_student(store: ArtefactStore, scene, cfg: PipelineConfig, checkpoint:
     def compute():
         net, meta = load_student(ck, model=model, device=cfg.device)
         voxel = meta.get("voxel_size") or get_preset(scene.dataset).voxel_size
-        return {"features": infer_points(net, scene.points, voxel, device=cfg.device, tta=tta)}
+        return {"features": infer_points(net, scene.points, voxel, device=cfg.device, tta=tta, colors=scene.colors)}
 
     return store.get_or_compute(scene.scene_id, f"pred3d.{name}", compute, kind="pred3d", config=conf,
                                 inputs={"scene": scene.scene_id}, geometry=scene.geometry_digest)

@@ -27,6 +27,7 @@ class DistillScene:
         target: float16 [N, C] fused 2D feature (rows of invalid points are ignored).
         valid: bool [N] points with a fused 2D feature.
         labels: optional uint8 [N] ground truth (validation only), 255 = ignore.
+        colors: optional uint8 [N, 3] RGB (read by colour students, ``DistillConfig.input_color``).
     """
 
     scene_id: str
@@ -35,6 +36,7 @@ class DistillScene:
     target: torch.Tensor
     valid: torch.Tensor
     labels: Optional[np.ndarray] = None
+    colors: Optional[np.ndarray] = None
 
 
 def _load_artefact(store: ArtefactStore, scene, name: str) -> dict:
@@ -66,7 +68,8 @@ def load_distill_scene(store: ArtefactStore, scene, fused_name: Optional[str] = 
         sp = torch.as_tensor(scene.superpoints, dtype=torch.int64)
     else:
         sp = torch.arange(n, dtype=torch.int64)
-    return DistillScene(scene.scene_id, scene.points, sp, feats.to(torch.float16), mask, scene.labels)
+    return DistillScene(scene.scene_id, scene.points, sp, feats.to(torch.float16), mask, scene.labels,
+                        getattr(scene, "colors", None))
 
 
 def load_split_scenes(store: ArtefactStore, paths: list[str | Path], fused_name: Optional[str],

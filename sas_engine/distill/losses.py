@@ -36,29 +36,68 @@ def superpoint_targets(target: torch.Tensor, valid: torch.Tensor, seg: torch.Ten
     return sp, sp[seg], has
 
 
-def cosine_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean of 1 - cos(a_i, b_i) over rows (0 for no rows)."""
+def cosine_loss(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of 1 - cos(a_i, b_i) over rows (0 for no rows); with ``weight`` [rows] the weighted mean."""
     if a.shape[0] == 0:
         return a.sum() * 0
-    return (1 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)).mean()
+    d = 1 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+    if weight is None:
+        return d.mean()
+    w = weight.to(d.dtype)
+    return (d * w).sum() / w.sum().clamp_min(1e-8)
 
 
-def stage1_loss(f3d, target, valid, seg, *, use_superpoint: bool = True) -> tuple[torch.Tensor, dict]:
+def class_balance_weights(targets: list[tuple[torch.Tensor, torch.Tensor]], text: torch.Tensor, power: float,
+                          max_ratio: float = 10.0) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per-point loss weights that rebalance the 2D targets' classes, without annotations.
+
+    Each valid point's pseudo class is the argmax of its fused 2D target against the label set's text embeddings
+    ``text`` [K, C] (what the 2D fusion itself predicts there). Class k weighs ``(n_k / n)^-power`` over all scenes'
+    valid points, capped at ``max_ratio`` times the smallest class weight and scaled so the mean point weight is 1;
+    ``power`` 0 gives every point weight 1 (the paper's loss). ``targets``: (target [N, C], valid [N]) per scene.
+    Returns (float32 weights [N] per scene, 0 where invalid; class weights [K]).
+    """
+    t = F.normalize(text.float(), dim=-1)
+    labels, counts = [], torch.zeros(t.shape[0], dtype=torch.float64)
+    for target, valid in targets:
+        lab = torch.full((target.shape[0],), -1, dtype=torch.int64)
+        rows = valid.nonzero(as_tuple=True)[0]
+        for lo in range(0, rows.numel(), 65536):
+            r = rows[lo:lo + 65536]
+            lab[r] = (target[r].float() @ t.T).argmax(1)
+        counts += torch.bincount(lab[rows], minlength=t.shape[0]).double()
+        labels.append(lab)
+    total = counts.sum().clamp_min(1)
+    w = torch.where(counts > 0, (counts / total).clamp_min(1e-12) ** -power, torch.zeros_like(counts))
+    if (w > 0).any():
+        w = torch.minimum(w, w[w > 0].min() * max_ratio)
+        w = w / ((w * counts).sum() / total)
+    w = w.float()
+    return [torch.where(lab >= 0, w[lab.clamp_min(0)], torch.zeros(())) for lab in labels], w
+
+
+def stage1_loss(f3d, target, valid, seg, *, use_superpoint: bool = True,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Stage 1: point cosine loss (+ superpoint cosine loss).
 
     Without superpoints this is OpenScene's loss: 1 - cos(F3D, F2D) on valid points. With superpoints (SAS):
     L_p = 1 - cos(F3D, F_SP^2D) on points of superpoints that have a target, and
     L_sp = 1 - cos(mean_sp(F3D), f_SP^2D) over those superpoints; L = L_p + L_sp.
+    ``weight`` [N] (optional, :func:`class_balance_weights`): per-point weights of the point term; a superpoint
+    weighs the mean weight of its valid points.
     """
     if not use_superpoint:
-        lp = cosine_loss(f3d[valid], target[valid].float())
+        lp = cosine_loss(f3d[valid], target[valid].float(), None if weight is None else weight[valid])
         return lp, {"loss_point": float(lp.detach())}
     cseg, num = compact_ids(seg)
     sp_t, pt_t, has = superpoint_targets(target, valid, cseg, num)
     counted = has[cseg]
-    lp = cosine_loss(f3d[counted], pt_t[counted])
+    sp_w = None
+    if weight is not None:
+        sp_w = segment_mean(weight.float()[:, None], cseg, num, valid)[:, 0]
+    lp = cosine_loss(f3d[counted], pt_t[counted], None if sp_w is None else sp_w[cseg][counted])
     sp_f = segment_mean(f3d, cseg, num)
-    lsp = cosine_loss(sp_f[has], sp_t[has])
+    lsp = cosine_loss(sp_f[has], sp_t[has], None if sp_w is None else sp_w[has])
     return lp + lsp, {"loss_point": float(lp.detach()), "loss_superpoint": float(lsp.detach())}
 
 

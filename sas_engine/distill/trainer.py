@@ -31,8 +31,8 @@ from ..geometry.voxelize import AugmentConfig
 from ..scene import geometry_digest
 from ..store import ArtefactStore, atomic_write
 from .data import DistillScene
-from .infer import batch_voxels, forward_voxels, infer_points
-from .losses import ema_update, stage1_loss, stage2_loss
+from .infer import COLOR_INPUT_CHANNELS, batch_voxels, forward_voxels, infer_points, voxel_colors
+from .losses import class_balance_weights, ema_update, stage1_loss, stage2_loss
 
 log = logging.getLogger(__name__)
 CKPT_VERSION = 1
@@ -95,7 +95,19 @@ class DistillConfig:
     amp: bool = True
     """bfloat16 autocast when running on CUDA (ignored on CPU)."""
     init_checkpoint: str = ""
-    """Start from these weights (e.g. a stage-1 run's best.pt) instead of random initialisation."""
+    """Start from these weights (e.g. a stage-1 run's best.pt) instead of random initialisation. A geometry-only
+    checkpoint may start a colour student: its stem is widened with zero colour weights, so training begins from the
+    same function (:func:`sas_engine.models.checkpoint.widen_stem_for_color`)."""
+    input_color: bool = False
+    """Feed each voxel's mean point colour to the network (OpenScene's ``input_color`` option; the paper and
+    OpenScene's released models read geometry only, False). The teachers saw colour; a geometry-only student cannot
+    tell a picture from the wall it hangs on, or a shower curtain from a door. Training jitters the colours."""
+    class_balance: float = 0.0
+    """Exponent p of the stage-1 class balancing: a point whose fused 2D target votes class k (argmax against the
+    label set's text, no annotation) weighs ``(share of k)^-p``, capped at 10x the lightest class, mean weight 1
+    (:func:`sas_engine.distill.losses.class_balance_weights`). 0 = every point weighs the same (the paper's loss).
+    With a plain mean, classes a few percent of the points (refrigerator, sink, shower curtain) were pulled to their
+    large neighbours (wall, cabinet, door) and never predicted."""
 
 
 def crop_disc(points: np.ndarray, max_points: int, rng: np.random.Generator) -> Optional[np.ndarray]:
@@ -107,6 +119,15 @@ def crop_disc(points: np.ndarray, max_points: int, rng: np.random.Generator) -> 
     c = points[int(rng.integers(n)), :2]
     d = ((points[:, :2] - c) ** 2).sum(1)
     return np.sort(np.argpartition(d, max_points - 1)[:max_points])
+
+
+def jitter_colors(colors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Training colour augmentation: float32 [N, 3] in [0, 1] from uint8 RGB, with one random gain (0.8-1.2) and
+    offset (+-0.08) per channel and scene (lighting and white balance) and per-point noise (sigma 0.02)."""
+    c = np.asarray(colors, dtype=np.float32) / 255.0
+    c = c * rng.uniform(0.8, 1.2, size=3).astype(np.float32) + rng.uniform(-0.08, 0.08, size=3).astype(np.float32)
+    c = c + rng.normal(0.0, 0.02, size=c.shape).astype(np.float32)
+    return np.clip(c, 0.0, 1.0)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -145,11 +166,15 @@ class DistillTrainer:
         self.progress = progress and self.rank == 0
         self._bar = None
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, out_channels=cfg.out_channels).to(self.device)
+        in_ch = COLOR_INPUT_CHANNELS if cfg.input_color else 3
+        self.model = build_model(cfg.model, in_channels=in_ch, out_channels=cfg.out_channels).to(self.device)
         if cfg.init_checkpoint:
-            from ..models.checkpoint import load_mink_checkpoint
+            from ..io.files import torch_load
+            from ..models.checkpoint import extract_state_dict, load_mink_checkpoint, widen_stem_for_color
 
-            load_mink_checkpoint(self.model, cfg.init_checkpoint)
+            sd = extract_state_dict(torch_load(cfg.init_checkpoint, what="initial student checkpoint"),
+                                    cfg.init_checkpoint)
+            load_mink_checkpoint(self.model, widen_stem_for_color(sd, in_ch) if cfg.input_color else sd)
         self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -161,6 +186,16 @@ class DistillTrainer:
         self.epoch, self.iteration, self.best = 0, 0, -1.0
         self.history: dict[str, torch.Tensor] = {}
         self.log: list[dict] = []
+        self.weights: dict[str, torch.Tensor] = {}
+        self.class_weights: Optional[torch.Tensor] = None
+        if cfg.input_color and any(s.colors is None for s in train):
+            raise SASInputError(None, "input_color needs point colours; a training scene has none")
+        if cfg.class_balance > 0:
+            mine = [train[i] for i in self.mine]
+            ws, self.class_weights = class_balance_weights([(s.target, s.valid) for s in mine], self.text.cpu(),
+                                                           cfg.class_balance)
+            self.weights = {s.scene_id: w for s, w in zip(mine, ws)}
+            log.info("class-balance weights: %s", [round(float(v), 2) for v in self.class_weights])
 
     # -- schedule -------------------------------------------------------------------------------------------
     def lr_at(self, it: int) -> float:
@@ -228,7 +263,7 @@ class DistillTrainer:
         for i in tqdm(self.mine, desc="stage-2 history init", disable=not self.progress, leave=False):
             s = self.train_scenes[i]
             h = infer_points(self.model, s.points, self.cfg.voxel_size, device=self.device,
-                             tta=self.cfg.history_tta, seed=self.cfg.seed).to(self.device)
+                             tta=self.cfg.history_tta, seed=self.cfg.seed, colors=s.colors).to(self.device)
             if self.cfg.history_unit:
                 h = torch.nn.functional.normalize(h.float(), dim=-1).to(h.dtype)
             self.history[s.scene_id] = h
@@ -251,20 +286,28 @@ class DistillTrainer:
             crops = [crop_disc(s.points, cfg.crop_points, rng) for s in batch]
             coords, inverses, _ = batch_voxels([s.points if c is None else s.points[c] for s, c in zip(batch, crops)],
                                                cfg.voxel_size, AugmentConfig() if cfg.augment else None, seeds)
+            cols = None
+            if cfg.input_color:
+                pc = [s.colors if c is None else s.colors[c] for s, c in zip(batch, crops)]
+                if cfg.augment:
+                    pc = [jitter_colors(x, np.random.default_rng(sd)) for x, sd in zip(pc, seeds)]
+                cols = voxel_colors(pc, inverses, coords.shape[0])
             for g in self.opt.param_groups:
                 g["lr"] = self.lr_at(self.iteration)
             with self._autocast():
-                out = forward_voxels(self.net, coords, self.device)
+                out = forward_voxels(self.net, coords, self.device, cols)
             out = out.float()
             loss, parts = 0.0, {}
             for s, inv, crop in zip(batch, inverses, crops):
                 f3d = out[inv.to(self.device)]
-                sp, tgt, valid = s.superpoints, s.target, s.valid
+                sp, tgt, valid, w = s.superpoints, s.target, s.valid, self.weights.get(s.scene_id)
                 if crop is not None:
                     ci = torch.from_numpy(crop)
                     sp, tgt, valid = sp[ci], tgt[ci], valid[ci]
+                    w = None if w is None else w[ci]
                 sp, tgt, valid = sp.to(self.device), tgt.to(self.device), valid.to(self.device)
-                l, p = stage1_loss(f3d, tgt, valid, sp, use_superpoint=cfg.use_superpoint)
+                l, p = stage1_loss(f3d, tgt, valid, sp, use_superpoint=cfg.use_superpoint,
+                                   weight=None if w is None else w.to(self.device))
                 if stage2:
                     hist = self.history[s.scene_id]
                     rows = slice(None) if crop is None else torch.from_numpy(crop).to(hist.device)
@@ -300,7 +343,8 @@ class DistillTrainer:
         for s in self.val_scenes:
             if s.labels is None:
                 continue
-            f = infer_points(self.model, s.points, self.cfg.voxel_size, device=self.device).float().to(self.device)
+            f = infer_points(self.model, s.points, self.cfg.voxel_size, device=self.device,
+                             colors=s.colors).float().to(self.device)
             pred = (torch.nn.functional.normalize(f, dim=-1) @ self.text.T).argmax(1).cpu().numpy()
             c = confusion_matrix(pred, s.labels, k)
             conf = c if conf is None else conf + c

@@ -98,3 +98,19 @@ def load_mink_checkpoint(model: torch.nn.Module, path_or_dict: str | Path | Mapp
                                     + "; ".join(parts))
     model.load_state_dict(sd, strict=True)
     return {"entries": len(sd), "filled": filled}
+
+
+def widen_stem_for_color(sd: dict[str, torch.Tensor], in_channels: int = 4) -> dict[str, torch.Tensor]:
+    """A geometry-only student's state dict made to fit a colour student (``in_channels`` = 1 + 3 colours) with the
+    same function: the old stem read 3 all-ones channels, so its kernels summed over those channels become the
+    weights of the new constant channel and the colour weights start at zero. Other entries are shared, not copied;
+    a stem that already has ``in_channels`` inputs is returned as is."""
+    key = "conv0p1s1.kernel"
+    if key not in sd:
+        raise SASInputError(None, f"state dict has no {key}: not a MinkUNet student")
+    k = sd[key]
+    if k.dim() != 3 or k.shape[1] == in_channels:
+        return sd
+    new = torch.zeros(k.shape[0], in_channels, k.shape[2], dtype=k.dtype)
+    new[:, 0] = k.sum(1)
+    return {**sd, key: new}

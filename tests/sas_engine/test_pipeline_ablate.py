@@ -135,5 +135,6 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
 
     net, meta = load_student(tmp_path / "student.pt")
     scene = load_scene(ensure_split("tiny")[0])
-    f = infer_points(net, scene.points, meta["voxel_size"])
+    assert meta["input_color"]  # the ablation's default students read colour
+    f = infer_points(net, scene.points, meta["voxel_size"], colors=scene.colors)
     assert f.shape == (scene.num_points, 384) and f.dtype == torch.float16 and torch.isfinite(f.float()).all()
