@@ -50,6 +50,9 @@ class AblateConfig:
     class_balance: float = 0.5
     """Class balancing of the stage-1 losses by the fused targets' own votes (:class:`DistillConfig`
     ``class_balance``; 0 = the paper's plain mean)."""
+    kd_weight: float = 1.0
+    """Stage-1 knowledge distillation over the label set (:class:`DistillConfig` ``kd_weight``; 0 = the paper's
+    cosine losses only)."""
     crop_points: int = 10_000
     """Training crops (points per scene per step, see :class:`DistillConfig`): on 2 CPU cores the student needs
     thousands of optimiser steps, and whole-scene batches allowed only a few hundred in the budget."""
@@ -137,7 +140,8 @@ def _distill_config(name: str, use_sp: bool, stage2: bool, cfg: AblateConfig, ou
                          lr=cfg.lr_stage2 if stage2 else cfg.lr,
                          lr_end=cfg.lr_end, use_superpoint=use_sp, alpha=cfg.alpha, crop_points=cfg.crop_points,
                          seed=cfg.seed, val_every=cfg.val_every, checkpoint_every=cfg.val_every,
-                         init_checkpoint=init, input_color=cfg.input_color, class_balance=cfg.class_balance, **extra)
+                         init_checkpoint=init, input_color=cfg.input_color, class_balance=cfg.class_balance,
+                         kd_weight=cfg.kd_weight, **extra)
 
 
 def _train_student(dcfg, store, train, val, text, runs_dir, device, progress: bool = True) -> Path:

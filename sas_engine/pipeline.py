@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .config import config_dict
+from .config import config_dict, config_hash
 from .io.files import file_digest
 from .labels import PROMPT_SCENE, get_label_set
 from .store import ArtefactStore
@@ -177,9 +177,10 @@ def fuse_teacher(store: ArtefactStore, scene, teacher, cfg: PipelineConfig, voca
 
 # -- stage 4 -----------------------------------------------------------------------------------------------------
 def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineConfig, label_set: str = "scannet20",
-                      progress: Optional[Callable[[int, int], None]] = None):
+                      progress: Optional[Callable[[int, int], None]] = None, compute: bool = True):
     """The shared capability table of ``teachers`` (computed once, then read from the store); ``progress(done,
-    total)`` follows the scoring of the synthesized images when it is computed."""
+    total)`` follows the scoring of the synthesized images when it is computed. ``compute`` False: only a stored or
+    shipped table, else None."""
     from .capability import build_synthesizer, load_capability_table, save_capability_table, score_capabilities
     from .capability.table import KIND
     from .errors import StaleArtefactError
@@ -203,6 +204,8 @@ def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineCon
 
     if install_shipped_table(store, name, conf, inputs):
         return load_capability_table(store, cfg.synthesizer)
+    if not compute:
+        return None
     # the synthetic world renders classes by name; Stable Diffusion prompts the prompt word ("other")
     by_name = bool(getattr(synth, "by_class_name", False))
     asked = list(labels.names) if by_name else words
@@ -449,13 +452,21 @@ def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, 
     return ids
 
 
+_WORKER_TEACHERS: dict[str, list] = {}
+"""Teachers built in this worker process, by pipeline config hash (a worker runs several scenes)."""
+
+
 def _scene_worker(store_root: str, path: str, cfg: PipelineConfig, student: bool, dataset: Optional[str]) -> str:
-    """One scene of :func:`run_split` in a worker process (its own teachers; the capability table is cached)."""
+    """One scene of :func:`run_split` in a worker process (its own teachers, built once per process; the capability
+    table is cached)."""
     from .io import load_scene
 
     torch.set_num_threads(1)
     store = ArtefactStore(store_root)
-    teachers = build_teachers(cfg)
+    key = config_hash(cfg)
+    if key not in _WORKER_TEACHERS:
+        _WORKER_TEACHERS[key] = build_teachers(cfg)
+    teachers = _WORKER_TEACHERS[key]
     table = ensure_capability(store, teachers, cfg) if len(teachers) > 1 else None
     scene = load_scene(path, dataset=dataset)
     run_scene(store, scene, cfg, teachers, table, progress=False, student=student)

@@ -76,29 +76,62 @@ def class_balance_weights(targets: list[tuple[torch.Tensor, torch.Tensor]], text
     return [torch.where(lab >= 0, w[lab.clamp_min(0)], torch.zeros(())) for lab in labels], w
 
 
-def stage1_loss(f3d, target, valid, seg, *, use_superpoint: bool = True,
-                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def label_kd_loss(f3d: torch.Tensor, target: torch.Tensor, text: torch.Tensor, temperature: float,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Knowledge distillation over the label set: KL(softmax(t . T / temperature) || softmax(f . T / temperature))
+    per row with L2-normalised target ``t``, feature ``f`` and class texts ``T`` [K, C], (weighted) mean over rows.
+
+    The cosine loss weighs every direction of the 384-d feature alike, so a small angle between two close class
+    texts (curtain and shower curtain: cosine 0.88) costs almost nothing to get wrong; this term is measured in
+    exactly those directions."""
+    if f3d.shape[0] == 0:
+        return f3d.sum() * 0
+    t = F.normalize(text.float(), dim=-1)
+    p_t = F.softmax(F.normalize(target.float(), dim=-1) @ t.T / temperature, dim=-1)
+    log_s = F.log_softmax(F.normalize(f3d, dim=-1) @ t.T / temperature, dim=-1)
+    kl = (p_t * (p_t.clamp_min(1e-12).log() - log_s)).sum(-1)
+    if weight is None:
+        return kl.mean()
+    w = weight.to(kl.dtype)
+    return (kl * w).sum() / w.sum().clamp_min(1e-8)
+
+
+def stage1_loss(f3d, target, valid, seg, *, use_superpoint: bool = True, weight: torch.Tensor | None = None,
+                text: torch.Tensor | None = None, kd_weight: float = 0.0,
+                temperature: float = 0.1) -> tuple[torch.Tensor, dict]:
     """Stage 1: point cosine loss (+ superpoint cosine loss).
 
     Without superpoints this is OpenScene's loss: 1 - cos(F3D, F2D) on valid points. With superpoints (SAS):
     L_p = 1 - cos(F3D, F_SP^2D) on points of superpoints that have a target, and
     L_sp = 1 - cos(mean_sp(F3D), f_SP^2D) over those superpoints; L = L_p + L_sp.
     ``weight`` [N] (optional, :func:`class_balance_weights`): per-point weights of the point term; a superpoint
-    weighs the mean weight of its valid points.
+    weighs the mean weight of its valid points. ``kd_weight`` > 0 adds :func:`label_kd_loss` against the class
+    texts ``text`` on the same points and targets as the point term.
     """
+    kd = kd_weight > 0 and text is not None
     if not use_superpoint:
-        lp = cosine_loss(f3d[valid], target[valid].float(), None if weight is None else weight[valid])
-        return lp, {"loss_point": float(lp.detach())}
+        w = None if weight is None else weight[valid]
+        lp = cosine_loss(f3d[valid], target[valid].float(), w)
+        parts = {"loss_point": float(lp.detach())}
+        if kd:
+            lk = label_kd_loss(f3d[valid], target[valid], text, temperature, w)
+            lp, parts["loss_kd"] = lp + kd_weight * lk, float(lk.detach())
+        return lp, parts
     cseg, num = compact_ids(seg)
     sp_t, pt_t, has = superpoint_targets(target, valid, cseg, num)
     counted = has[cseg]
     sp_w = None
     if weight is not None:
         sp_w = segment_mean(weight.float()[:, None], cseg, num, valid)[:, 0]
-    lp = cosine_loss(f3d[counted], pt_t[counted], None if sp_w is None else sp_w[cseg][counted])
+    pw = None if sp_w is None else sp_w[cseg][counted]
+    lp = cosine_loss(f3d[counted], pt_t[counted], pw)
     sp_f = segment_mean(f3d, cseg, num)
     lsp = cosine_loss(sp_f[has], sp_t[has], None if sp_w is None else sp_w[has])
-    return lp + lsp, {"loss_point": float(lp.detach()), "loss_superpoint": float(lsp.detach())}
+    parts = {"loss_point": float(lp.detach()), "loss_superpoint": float(lsp.detach())}
+    if kd:
+        lk = label_kd_loss(f3d[counted], pt_t[counted], text, temperature, pw)
+        lp, parts["loss_kd"] = lp + kd_weight * lk, float(lk.detach())
+    return lp + lsp, parts
 
 
 def confident_mask(scores: torch.Tensor, labels: torch.Tensor, keep: float) -> torch.Tensor:

@@ -102,6 +102,10 @@ class DistillConfig:
     """Feed each voxel's mean point colour to the network (OpenScene's ``input_color`` option; the paper and
     OpenScene's released models read geometry only, False). The teachers saw colour; a geometry-only student cannot
     tell a picture from the wall it hangs on, or a shower curtain from a door. Training jitters the colours."""
+    kd_weight: float = 0.0
+    """Weight of a stage-1 knowledge-distillation term over the label set (:func:`sas_engine.distill.losses.
+    label_kd_loss`, at ``temperature``), added to the point term; 0 = the paper's cosine losses only. The label set's
+    text is already what stage 2's pseudo labels use; no annotation is read."""
     class_balance: float = 0.0
     """Exponent p of the stage-1 class balancing: a point whose fused 2D target votes class k (argmax against the
     label set's text, no annotation) weighs ``(share of k)^-p``, capped at 10x the lightest class, mean weight 1
@@ -307,7 +311,8 @@ class DistillTrainer:
                     w = None if w is None else w[ci]
                 sp, tgt, valid = sp.to(self.device), tgt.to(self.device), valid.to(self.device)
                 l, p = stage1_loss(f3d, tgt, valid, sp, use_superpoint=cfg.use_superpoint,
-                                   weight=None if w is None else w.to(self.device))
+                                   weight=None if w is None else w.to(self.device), text=self.text,
+                                   kd_weight=cfg.kd_weight, temperature=cfg.temperature)
                 if stage2:
                     hist = self.history[s.scene_id]
                     rows = slice(None) if crop is None else torch.from_numpy(crop).to(hist.device)

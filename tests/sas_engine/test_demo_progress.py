@@ -39,7 +39,7 @@ def test_rooms_first_then_capability_per_image_then_scenes(tmp_path, monkeypatch
     monkeypatch.setattr(demo, "run_split", run_split)
     monkeypatch.setattr("sas_engine.synth.SPLITS", {demo.DEMO_SPLIT: types.SimpleNamespace(scenes=[0, 1, 2])})
     fracs, ready = [], []
-    ids = demo.build_demo(tmp_path / "store", max_scenes=3, progress=lambda f, m: fracs.append(f),
+    ids = demo.build_demo(tmp_path / "store", max_scenes=3, progress=lambda f, m: fracs.append(f), workers=1,
                           on_scene=lambda sid, folder: (ready.append((sid, len(log))), log.append(("ready", sid))))
     assert ids == [r.name for r in rooms]
     # every room is announced right after its student layer, before the capability table starts
@@ -54,3 +54,26 @@ def test_rooms_first_then_capability_per_image_then_scenes(tmp_path, monkeypatch
     c_end = r_end + demo.PHASE_SHARES["capability"]
     inside = [f for f in fracs if r_end < f < c_end]
     assert len(inside) >= 39 and max(b - a for a, b in zip(fracs, fracs[1:])) <= 0.1
+
+
+def test_pipelined_cold_build_opens_rooms_one_by_one(tmp_path):
+    """The real cold build of two demo rooms on two processes: each room is announced when it can be opened and
+    again with every layer, never the second time first; the bar never goes back; the layers are all there."""
+    from sas_engine.store import ArtefactStore
+
+    events, fracs = [], []
+    store = ArtefactStore(tmp_path / "store")
+    ids = demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2,
+                          progress=lambda f, m: fracs.append(f), on_scene=lambda sid, folder: events.append(sid))
+    assert ids == ["synth1001_00", "synth1002_01"]
+    assert sorted(events) == sorted(ids * 2)
+    assert all(events.index(i) < len(events) - 1 - events[::-1].index(i) for i in ids)
+    assert set(events[:2]) == set(ids)  # both rooms open before either has its teachers (phase-1 tasks are queued first)
+    assert fracs == sorted(fracs) and fracs[-1] == 1.0
+    for sid in ids:
+        have = {p.name.split(".pt")[0] for p in store.scene_dir(sid).iterdir()}
+        assert {"superpoints", "pred3d.student", "fused.sas", "fused.add", "fused.linear"} <= have, have
+    # a second build reads the caches (no process pool: every room is generated)
+    again = []
+    assert demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2,
+                           on_scene=lambda sid, folder: again.append(sid)) == ids
