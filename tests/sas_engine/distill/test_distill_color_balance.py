@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from sas_engine.distill.data import DistillScene
 from sas_engine.distill.infer import infer_points, load_student, uses_color
-from sas_engine.distill.losses import class_balance_weights, cosine_loss, stage1_loss
+from sas_engine.distill.losses import class_balance_weights, cosine_loss, label_kd_loss, stage1_loss
 from sas_engine.distill.trainer import DistillConfig, DistillTrainer, jitter_colors
 from sas_engine.errors import SASInputError
 from sas_engine.models.checkpoint import load_mink_checkpoint, widen_stem_for_color
@@ -78,6 +78,23 @@ def test_weighted_losses():
     plain, _ = stage1_loss(f, t, valid, seg)
     ones, _ = stage1_loss(f, t, valid, seg, weight=torch.ones(50))
     assert ones.item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_label_kd_loss_is_zero_on_the_target_and_sees_close_classes():
+    text = F.normalize(torch.tensor([[1.0, 0.0, 0.0, 0, 0, 0, 0, 0], [0.88, 0.475, 0, 0, 0, 0, 0, 0],
+                                     [0.0, 0.0, 1.0, 0, 0, 0, 0, 0]]), dim=1)  # classes 0 and 1: cosine 0.88
+    tgt = text[1:2] * 3.0  # a target on class 1 (any norm)
+    assert label_kd_loss(tgt * 0.5, tgt, text, 0.1).item() == pytest.approx(0.0, abs=1e-6)
+    wrong = text[0:1]  # the close class: a small cosine error, a large label error
+    cos_err = cosine_loss(wrong, tgt).item()
+    assert cos_err < 0.13 and label_kd_loss(wrong, tgt, text, 0.1).item() > 5 * cos_err
+    # in stage 1 it adds to the point term, and only when asked
+    f, t = torch.randn(20, 8), torch.randn(20, 8)
+    valid, seg = torch.ones(20, dtype=torch.bool), torch.arange(20) // 4
+    base, parts = stage1_loss(f, t, valid, seg, text=text)
+    assert "loss_kd" not in parts
+    both, parts = stage1_loss(f, t, valid, seg, text=text, kd_weight=2.0)
+    assert both.item() == pytest.approx(base.item() + 2.0 * parts["loss_kd"], rel=1e-5)
 
 
 def test_jitter_colors_stays_in_range_and_moves_the_colours():
