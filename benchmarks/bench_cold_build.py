@@ -2,9 +2,9 @@
 
 Each run is a fresh child process calling :func:`sas_engine.demo.build_demo` with an empty store, an empty data
 root and an empty text-embedding cache (temporary folders), as ``launch.py`` does on a new machine (the shipped
-capability table is installed, not computed). Both builds are timed in the same invocation: the default one (both
-phases on one pool of 2 processes, ``overlap=True``) and the same-run baseline, the previous order (phase 1 room by
-room in the main process, then the teachers and fusions; ``overlap=False``). Prints one JSON object: for each mode
+capability table is installed, not computed). Both builds are timed in the same invocation: ``new``, both phases on
+one pool of 2 processes (``overlap=True``), and the same-run baseline, the default order (phase 1 room by room in
+the main process, then the teachers and fusions; ``overlap=False``). Prints one JSON object: for each mode
 the seconds until the first room can be opened, until all rooms can be opened and until every layer is stored
 (from the call, after imports), ``ratio_baseline_over_new``, and the ``uptime`` load average at start and end.
 

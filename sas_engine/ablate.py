@@ -59,8 +59,8 @@ class AblateConfig:
     epochs_stage1: int = 50
     """Stage-1 epochs of rows (a) and (b); an epoch is 39 iterations over the 78 training rooms (paper: 70 epochs
     over 1201 ScanNet scenes at batch 8, ~10k iterations). The shipped report and student: these 50 epochs
-    (1950 steps) warm-started through ``init_runs`` from the previous student (README, "Shipped models"). From
-    scratch they are far too few: the previous student needed about 9000 steps."""
+    (1950 steps, lr 1e-3) warm-started through ``init_runs`` from a first 1,170-step run (README, "The distilled
+    student"). From scratch they are far too few: the previous student needed about 9000 steps."""
     epochs_stage2: int = 10
     """Stage-2 epochs of row (c) (paper 30): 390 steps, each training room seen 10 times."""
     batch_size: int = 2

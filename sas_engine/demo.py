@@ -12,10 +12,12 @@ A cold build runs in two phases so that the page is useful long before everythin
 
 The progress fraction is split between the steps by their measured share of a cold build (:data:`PHASE_SHARES`).
 
-A cold build on CPU with ``workers`` > 1 and a ready capability table (the shipped one) runs both phases on one pool
-of ``workers`` processes instead (:func:`_build_pipelined`): every room's phase-1 task is queued first, and each
+With ``overlap=True``, a cold build on CPU with ``workers`` > 1 and a ready capability table (the shipped one) runs
+both phases on one pool of ``workers`` processes instead (:func:`_build_pipelined`): every room's phase-1 task is queued first, and each
 room's phase-2 task is queued as its phase 1 finishes, so rooms still open one by one, in the same order of events,
 while no core waits for another (phase 1 alone used one core, and phase 2 started with one room on one core).
+Measured (``benchmarks/bench_cold_build.py``, 6 rooms, load 1.7-1.9): 138 s to every layer against 145 s, but the
+first room opens at 28 s instead of 13 s (the pool's processes start and load torch first), so it is not the default.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ no time: its share then goes to the scenes. Only shapes the progress bar."""
 def build_demo(store: ArtefactStore | str | Path, data_root: Optional[str | Path] = None,
                progress: Optional[Progress] = None, cfg: Optional[PipelineConfig] = None,
                max_scenes: Optional[int] = None, device: str = "cpu", workers: int = 2,
-               on_scene: Optional[Callable[[str, Path], None]] = None, overlap: bool = True) -> list[str]:
+               on_scene: Optional[Callable[[str, Path], None]] = None, overlap: bool = False) -> list[str]:
     """Generate the synthetic validation scenes (cached) and run the whole pipeline on them with the shipped compact
     teachers and student, ``workers`` scenes at a time on CPU (see :func:`run_split`). Returns the scene ids; a
     second call only reads the caches.
@@ -57,8 +59,8 @@ def build_demo(store: ArtefactStore | str | Path, data_root: Optional[str | Path
         workers: scenes processed at once in phase 2 (CPU only).
         on_scene: ``on_scene(scene_id, folder)`` when a room can be opened (phase 1) and again when its last
             layers are stored (phase 2).
-        overlap: run a cold CPU build's two phases on one process pool (:func:`_build_pipelined`); False = phase 1
-            in this process, then phase 2 (the previous behaviour, kept as the benchmark's baseline).
+        overlap: run a cold CPU build's two phases on one process pool (:func:`_build_pipelined`); False (default)
+            = phase 1 in this process, room by room, then phase 2.
     """
     from .io import load_scene
     from .pipeline import build_teachers, ensure_capability, ensure_student, ensure_superpoints

@@ -289,6 +289,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--write-calibration", type=Path, default=None,
                     help="with --grid: write the chosen calibration there (checkpoints/query_calibration.json)")
+    ap.add_argument("--fit-shipped", action="store_true",
+                    help="no search: fit the calibration of the shipped settings' templates (sas_engine.query."
+                         "RELEVANCE) on the split's rooms and write it to --write-calibration (a new student with "
+                         "the settings kept)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     import torch
@@ -302,14 +306,23 @@ def main(argv=None) -> int:
         logf.write(msg + "\n")
         logf.flush()
 
-    if args.split == "val" and args.grid:
-        ap.error("settings are never searched on the validation (demo) rooms")
+    if args.split == "val" and (args.grid or args.fit_shipped):
+        ap.error("settings are never searched or fitted on the validation (demo) rooms")
+    if args.fit_shipped and not args.write_calibration:
+        ap.error("--fit-shipped needs --write-calibration")
     rooms = load_rooms(args.split, args.store, args.layer, args.build, args.data_root)
     if args.grid:
         for r in rooms:  # the grid fits its own calibrations on these rooms
             r.calibration = None
     log(f"{len(rooms)} {args.split} rooms, layer {args.layer}")
-    if args.grid:
+    if args.fit_shipped:
+        from sas_engine.query import RELEVANCE
+
+        cal = fit_rooms(rooms, RELEVANCE, args.layer)
+        args.write_calibration.write_text(json.dumps({"calibrations": [cal.to_dict()]}, indent=1) + "\n")
+        log(f"fitted on {len(rooms)} rooms with the shipped templates {list(RELEVANCE.templates)}: temperature "
+            f"{cal.temperature}; wrote {args.write_calibration}")
+    elif args.grid:
         got = grid(rooms, log, args.layer)
         (args.out / "grid_best.json").write_text(json.dumps(got, indent=1))
         if args.write_calibration and got["calibration"]:

@@ -57,13 +57,13 @@ def test_rooms_first_then_capability_per_image_then_scenes(tmp_path, monkeypatch
 
 
 def test_pipelined_cold_build_opens_rooms_one_by_one(tmp_path):
-    """The real cold build of two demo rooms on two processes: each room is announced when it can be opened and
+    """The real cold build of two demo rooms on two processes (``overlap=True``): each room is announced when it can be opened and
     again with every layer, never the second time first; the bar never goes back; the layers are all there."""
     from sas_engine.store import ArtefactStore
 
     events, fracs = [], []
     store = ArtefactStore(tmp_path / "store")
-    ids = demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2,
+    ids = demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2, overlap=True,
                           progress=lambda f, m: fracs.append(f), on_scene=lambda sid, folder: events.append(sid))
     assert ids == ["synth1001_00", "synth1002_01"]
     assert sorted(events) == sorted(ids * 2)
@@ -75,5 +75,5 @@ def test_pipelined_cold_build_opens_rooms_one_by_one(tmp_path):
         assert {"superpoints", "pred3d.student", "fused.sas", "fused.add", "fused.linear"} <= have, have
     # a second build reads the caches (no process pool: every room is generated)
     again = []
-    assert demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2,
+    assert demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2, overlap=True,
                            on_scene=lambda sid, folder: again.append(sid)) == ids
