@@ -177,10 +177,9 @@ def fuse_teacher(store: ArtefactStore, scene, teacher, cfg: PipelineConfig, voca
 
 # -- stage 4 -----------------------------------------------------------------------------------------------------
 def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineConfig, label_set: str = "scannet20",
-                      progress: Optional[Callable[[int, int], None]] = None, compute: bool = True):
+                      progress: Optional[Callable[[int, int], None]] = None):
     """The shared capability table of ``teachers`` (computed once, then read from the store); ``progress(done,
-    total)`` follows the scoring of the synthesized images when it is computed. ``compute`` False: only a stored or
-    shipped table, else None."""
+    total)`` follows the scoring of the synthesized images when it is computed."""
     from .capability import build_synthesizer, load_capability_table, save_capability_table, score_capabilities
     from .capability.table import KIND
     from .errors import StaleArtefactError
@@ -204,8 +203,6 @@ def ensure_capability(store: ArtefactStore, teachers: Sequence, cfg: PipelineCon
 
     if install_shipped_table(store, name, conf, inputs):
         return load_capability_table(store, cfg.synthesizer)
-    if not compute:
-        return None
     # the synthetic world renders classes by name; Stable Diffusion prompts the prompt word ("other")
     by_name = bool(getattr(synth, "by_class_name", False))
     asked = list(labels.names) if by_name else words

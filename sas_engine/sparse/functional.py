@@ -67,21 +67,29 @@ def _build_group_plan(kmap: KernelMap) -> GroupPlan | None:
     if kmap.identity >= 0:
         nbr[kmap.identity] = torch.arange(n_out, device=dev)
     hit = nbr >= 0
-    bits = torch.ones(1, dtype=torch.int64, device=dev) << (torch.arange(vol, device=dev) % 62)
-    words = torch.stack([(hit[w:w + 62].to(torch.int64) * bits[w:w + 62, None]).sum(0) for w in range(0, vol, 62)], 1)
-    if words.shape[1] == 1:
-        _, inverse, cnt = torch.unique(words[:, 0], return_inverse=True, return_counts=True)
-    else:
-        _, inverse, cnt = torch.unique(words, dim=0, return_inverse=True, return_counts=True)
+    nw = (vol + 61) // 62
+    words = torch.zeros(nw, n_out, dtype=torch.int64, device=dev)  # neighbour pattern as bit masks, 62 per word
+    for k in range(vol):
+        words[k // 62] |= hit[k].to(torch.int64) << (k % 62)
+    # patterns ranked lexicographically by their words, one 1-D unique per word (torch's unique(dim=0) compares
+    # rows one by one on the CPU: 0.18 s for the 5^3 stem at 100k rows)
+    key = torch.unique(words[0], return_inverse=True)[1]
+    for w in range(1, nw):
+        col = torch.unique(words[w], return_inverse=True)[1]
+        key = torch.unique(key * (int(col.max()) + 1) + col, return_inverse=True)[1]
+    _, inverse, cnt = torch.unique(key, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)  # rows of each pattern, ascending, pattern after pattern
+    starts = torch.cat([cnt.new_zeros(1), torch.cumsum(cnt, 0)]).tolist()
     groups = []
     in_group = torch.zeros(n_out, dtype=torch.bool, device=dev)
     for g in (cnt >= GROUP_MIN_ROWS).nonzero()[:, 0].tolist():
-        rows = (inverse == g).nonzero()[:, 0]
-        offs = hit[:, rows[0]].nonzero()[:, 0].tolist()
-        if len(offs) < 2:
+        rows = order[starts[g]:starts[g + 1]]
+        offs = hit[:, rows[0]].nonzero()[:, 0]
+        if offs.numel() < 2:
             continue
         in_group[rows] = True
-        groups.append((rows, offs, nbr[offs][:, rows].t().reshape(-1).contiguous()))
+        idx = nbr.view(-1)[rows[:, None] + offs[None, :] * n_out]  # [n_g, m] input rows, row-major
+        groups.append((rows, offs.tolist(), idx.reshape(-1)))
     if not groups:
         return None
     keep = ~in_group[kmap.out_idx]

@@ -12,13 +12,12 @@ open3d is imported only when rendering.
 from .config import GENERATOR_VERSION, ROOM_TYPES, SynthConfig, intrinsics_matrix
 from .room import SynthRoom, generate_scene, scene_id_for
 from .render import RenderedFrame, Renderer, camera_path, render_frames
-from .splits import SPLITS, SplitSpec, default_root, ensure_scene, ensure_split, split_is_generated
+from .splits import SPLITS, SplitSpec, default_root, ensure_split
 from .views import class_nyu40, render_object_views
 from .writers import write_openscene, write_scannet
 
 __all__ = [
     "GENERATOR_VERSION", "ROOM_TYPES", "SynthConfig", "intrinsics_matrix", "SynthRoom", "generate_scene",
     "scene_id_for", "RenderedFrame", "Renderer", "camera_path", "render_frames", "SPLITS", "SplitSpec",
-    "default_root", "ensure_scene", "ensure_split", "split_is_generated", "class_nyu40", "render_object_views",
-    "write_openscene", "write_scannet",
+    "default_root", "ensure_split", "class_nyu40", "render_object_views", "write_openscene", "write_scannet",
 ]

@@ -167,30 +167,3 @@ def ensure_split(split: str, root: Optional[str | Path] = None, progress: bool =
             generate_to(base, seed, rt, spec.cfg, openscene_root=base / "openscene" if openscene else None,
                         openscene_split=spec.name)
     return paths
-
-
-def ensure_scene(split: str, index: int, root: Optional[str | Path] = None) -> Path:
-    """Generate scene ``index`` of ``split`` if it is missing or stale and return its scan folder: one room of
-    :func:`ensure_split`, so that several processes can each make a different room of one split at once."""
-    spec = get_split(split)
-    if not 0 <= index < len(spec.scenes):
-        raise SASInputError(None, f"split {spec.name!r} has {len(spec.scenes)} scenes; no scene {index}")
-    base = (Path(root) if root is not None else default_root()) / spec.name
-    seed, rt = spec.scenes[index]
-    folder = base / "scans" / scene_id_for(seed, rt)
-    if scene_is_current(folder, seed, rt, spec.cfg):
-        return folder
-    if folder.exists() and not (folder / MARKER).is_file():
-        raise SASInputError(folder, "exists but is not a synthetic scene folder (no sas_synthetic.json); "
-                                    "refusing to overwrite it - move it away or choose another --root")
-    log.info("generating %s (%s, seed %d)", folder.name, rt, seed)
-    generate_to(base, seed, rt, spec.cfg)
-    return folder
-
-
-def split_is_generated(split: str, root: Optional[str | Path] = None, first: Optional[int] = None) -> bool:
-    """True when the first ``first`` scenes of ``split`` (all when None) exist and are current."""
-    spec = get_split(split)
-    base = (Path(root) if root is not None else default_root()) / spec.name
-    return all(scene_is_current(base / "scans" / scene_id_for(seed, rt), seed, rt, spec.cfg)
-               for seed, rt in spec.scenes[:first])

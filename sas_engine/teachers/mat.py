@@ -107,6 +107,18 @@ def mat_sentence(adjectives: Sequence[str], label: str) -> str:
     return f"a {adj} {label} in a scene" if adj else f"a {label} in a scene"
 
 
+def mask_cue_sentences(labels: Sequence[str], captioner: Optional["MaskCueCaptioner"] = None) -> list[str]:
+    """Every MAT sentence :class:`MaskCueCaptioner` can give a mask labelled with one of ``labels``: (no size, small,
+    large) x its colour names x (no shape, tall, wide, round) x label, 2,880 for 20 labels, in a fixed order. A
+    shipped text-embedding table (:mod:`.text`) holds them for the compact mask teacher, so a cold demo build needs
+    no text model."""
+    c = captioner or MaskCueCaptioner()
+    sizes = [[]] + ([["small"], ["large"]] if c.use_size else [])
+    colors = [[k] for k in _COLOR_KEYS] if c.use_color else [[]]
+    shapes = [[]] + ([["tall"], ["wide"], ["round"]] if c.use_shape else [])
+    return [mat_sentence(a + b + d, lab) for lab in labels for a in sizes for b in colors for d in shapes]
+
+
 # --- captioners ----------------------------------------------------------------------------------------------
 class Captioner:
     """Describes masked regions; :meth:`adjectives` returns the adjectives kept for the MAT sentence."""

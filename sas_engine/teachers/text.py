@@ -64,6 +64,13 @@ class TextEncoder:
         self.max_cache = int(max_cache)
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
+        self._shipped: Optional[dict] = None
+
+    def _shipped_table(self) -> dict:
+        """The shipped {string: embedding} of this model (:func:`read_shipped_texts`), read once; {} without one."""
+        if self._shipped is None:
+            self._shipped = read_shipped_texts(self.disk_key, self.dim) if self.disk_key else {}
+        return self._shipped
 
     def _encode_batch(self, texts: list[str]) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -91,6 +98,13 @@ class TextEncoder:
                     self._cache.move_to_end(t)
                     got[t] = e
             missing = [t for t in dict.fromkeys(texts) if t not in got]
+            if missing and self.disk_key:  # the shipped table first: the model is loaded only for other strings
+                shipped = self._shipped_table()
+                for t in missing:
+                    if t in shipped:
+                        got[t] = shipped[t]
+                        self._put(t, shipped[t])
+                missing = [t for t in missing if t not in got]
             for s in range(0, len(missing), self.batch_size):
                 chunk = missing[s:s + self.batch_size]
                 with torch.no_grad():
@@ -136,6 +150,56 @@ class TextEncoder:
 
 
 TEXT_CACHE_VERSION = 1
+SHIPPED_TEXT_VERSION = 1
+SHIPPED_TEXT_DIR = Path(os.environ.get("SAS_SHIPPED_TEXT_DIR") or Path(__file__).resolve().parents[2] / "checkpoints"
+                        / "text")
+"""Shipped text-embedding tables (``$SAS_SHIPPED_TEXT_DIR`` overrides the folder; an empty one turns them off), ``<disk_key>.pt``: ``{"format_version", "disk_key", "texts": [T strings],
+"embeddings": float32 [T, C]}``, written by ``scripts/ship_text_embeddings.py`` with the model itself. The packaged
+MiniLM's holds the prompts of the label sets and every Model-Alignment-via-Text sentence of the compact mask teacher
+(:func:`~sas_engine.teachers.mat.mask_cue_sentences`), so that a cold demo build never loads the model (about 10 s
+of one core per process). A table is only read for the model whose ``disk_key`` (name and package version) it
+names; ``tests/sas_engine/teachers/test_text_shipped.py`` re-encodes a sample with the model."""
+
+
+def shipped_text_path(disk_key: str) -> Path:
+    return SHIPPED_TEXT_DIR / f"{disk_key}.pt"
+
+
+def read_shipped_texts(disk_key: str, dim: int) -> dict:
+    """{string: float32 [dim] embedding} of the shipped table for ``disk_key``; {} when there is none. A table that
+    is there but damaged, of another format, model or width raises :class:`SASInputError` naming the file."""
+    path = shipped_text_path(disk_key)
+    if not path.is_file():
+        return {}
+    obj = torch_load(path, trust_pickle=False, what="shipped text embeddings")
+    obj = obj if isinstance(obj, dict) else {}
+    emb, texts = obj.get("embeddings"), obj.get("texts")
+    if obj.get("format_version") != SHIPPED_TEXT_VERSION or obj.get("disk_key") != disk_key or \
+            not isinstance(emb, torch.Tensor) or not isinstance(texts, list) or \
+            tuple(emb.shape) != (len(texts), dim) or emb.dtype != torch.float32:
+        raise SASInputError(path, f"is not a version-{SHIPPED_TEXT_VERSION} text-embedding table of {disk_key} "
+                                  f"({dim}-d); rebuild it with scripts/ship_text_embeddings.py")
+    return dict(zip(texts, emb.unbind(0)))
+
+
+def write_shipped_texts(encoder: "TextEncoder", texts: Sequence[str], path: Optional[Path] = None) -> Path:
+    """Encode ``texts`` with ``encoder``'s model (never its shipped table) and write them as its shipped table."""
+    from ..store import atomic_write
+
+    if not encoder.disk_key:
+        raise SASInputError(None, f"{encoder.name} has no stable identity (disk_key): nothing to ship")
+    texts = list(dict.fromkeys(str(t) for t in texts))
+    rows = []
+    for s in range(0, len(texts), encoder.batch_size):
+        with torch.no_grad():
+            rows.append(torch.nn.functional.normalize(
+                encoder._encode_batch(texts[s:s + encoder.batch_size]).detach().float().cpu(), dim=-1))
+    obj = {"format_version": SHIPPED_TEXT_VERSION, "disk_key": encoder.disk_key, "texts": texts,
+           "embeddings": torch.cat(rows).contiguous()}
+    path = Path(path) if path else shipped_text_path(encoder.disk_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: torch.save(obj, f))
+    return path
 
 
 def text_cache_path(disk_key: str) -> Path:

@@ -56,24 +56,25 @@ def test_rooms_first_then_capability_per_image_then_scenes(tmp_path, monkeypatch
     assert len(inside) >= 39 and max(b - a for a, b in zip(fracs, fracs[1:])) <= 0.1
 
 
-def test_pipelined_cold_build_opens_rooms_one_by_one(tmp_path):
-    """The real cold build of two demo rooms on two processes (``overlap=True``): each room is announced when it can be opened and
-    again with every layer, never the second time first; the bar never goes back; the layers are all there."""
+def test_cold_build_with_workers_opens_rooms_one_by_one(tmp_path):
+    """The real cold build of two demo rooms with two workers: each room is announced when it can be opened and again
+    with every layer, never the second time first; both open before either has its teachers; the bar never goes
+    back; the layers are all there."""
     from sas_engine.store import ArtefactStore
 
     events, fracs = [], []
     store = ArtefactStore(tmp_path / "store")
-    ids = demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2, overlap=True,
+    ids = demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2,
                           progress=lambda f, m: fracs.append(f), on_scene=lambda sid, folder: events.append(sid))
     assert ids == ["synth1001_00", "synth1002_01"]
     assert sorted(events) == sorted(ids * 2)
     assert all(events.index(i) < len(events) - 1 - events[::-1].index(i) for i in ids)
-    assert set(events[:2]) == set(ids)  # both rooms open before either has its teachers (phase-1 tasks are queued first)
+    assert events[:2] == ids
     assert fracs == sorted(fracs) and fracs[-1] == 1.0
     for sid in ids:
         have = {p.name.split(".pt")[0] for p in store.scene_dir(sid).iterdir()}
         assert {"superpoints", "pred3d.student", "fused.sas", "fused.add", "fused.linear"} <= have, have
     # a second build reads the caches (no process pool: every room is generated)
     again = []
-    assert demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2, overlap=True,
+    assert demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2,
                            on_scene=lambda sid, folder: again.append(sid)) == ids

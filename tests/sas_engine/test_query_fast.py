@@ -82,20 +82,18 @@ def test_fast_when_the_query_covers_a_canonical_phrase_and_with_another_config()
     close(a.score, b.score)
 
 
-def test_fast_path_computes_one_gemv_per_query_and_caches_the_label_set():
+def test_fast_path_computes_one_gemv_per_query_and_caches_the_label_set(monkeypatch):
     fast, _, _ = pair()
     fast.relevance("sofa", VOCAB)
     st = fast._snapshot()
     assert len(st.fixed) == 1
     calls = []
-    real_mv, real_mm = torch.mv, torch.mm
-    torch.mv = lambda a, b, **kw: (calls.append(("mv", 1)), real_mv(a, b, **kw))[1]
-    torch.mm = lambda a, b, **kw: (calls.append(("mm", b.shape[1])), real_mm(a, b, **kw))[1]
-    try:
-        fast.relevance("a wooden chair", VOCAB)
-    finally:
-        torch.mv, torch.mm = real_mv, real_mm
-    assert calls == [("mv", 1)]  # the query's own column only
+    real_gemv, real_mm = Q.gemv_half, torch.mm
+    monkeypatch.setattr(Q, "gemv_half", lambda a, b: (calls.append(("gemv", 1)), real_gemv(a, b))[1])
+    monkeypatch.setattr(torch, "mm", lambda a, b, **kw: (calls.append(("mm", b.shape[1])), real_mm(a, b, **kw))[1])
+    fast.relevance("a wooden chair", VOCAB)
+    monkeypatch.undo()
+    assert calls == [("gemv", 1)]  # the query's own column only
     assert len(st.fixed) == 1  # the same label set: the same log-sum-exp
     fast.relevance("a wooden chair", VOCAB[:10])
     assert len(st.fixed) == 2
@@ -133,3 +131,15 @@ def test_group_index_gives_the_same_regions_and_means_as_ranked_ids():
     np.testing.assert_array_equal(group_mean(sim[:, None], small), group_mean(sim[:, None], huge))
     neg = small - 50  # negative ids: ranked too
     np.testing.assert_array_equal(find_regions(sim, pts, 0.6, groups=neg, voxel=0.1)[1], a_disp)
+
+
+def test_gemv_half_is_the_float16_product_rounded_once():
+    """The engine's GEMV (``torch.nn.functional.linear`` on float16 rows) accumulates in float32: every cosine is the
+    exact product of the float16 inputs, rounded once to float16 (half a unit in the last place, 2^-11 relative)."""
+    g = torch.Generator().manual_seed(0)
+    unit = torch.nn.functional.normalize(torch.randn(3000, 512, generator=g), dim=1).half()
+    v = torch.nn.functional.normalize(torch.randn(512, generator=g), dim=0)
+    got = Q.gemv_half(unit, v)
+    assert got.dtype == torch.float16 and got.shape == (3000,)
+    ref = unit.double() @ v.half().double()
+    assert bool(((got.double() - ref).abs() <= ref.abs() * 2.0 ** -11 + 1e-6).all())

@@ -142,7 +142,18 @@ def test_grouped_forward_float32_close_to_offset(small_groups):
 def test_plans_of_large_kernels_and_single_offset_maps(small_groups, monkeypatch):
     coords = surface_coords()
     mgr = CoordinateManager(coords)
-    assert group_plan(mgr.kernel_map(1, 1, 7)) is not None  # 343 offsets: patterns over 6 int64 words
+    kmap = mgr.kernel_map(1, 1, 7)
+    plan = group_plan(kmap)
+    assert plan is not None  # 343 offsets: patterns over 6 int64 words
+    hit = torch.zeros(kmap.volume, kmap.n_out, dtype=torch.bool)
+    for k in range(kmap.volume):
+        hit[k, kmap.out_idx[kmap.bounds[k]:kmap.bounds[k + 1]]] = True
+    hit[kmap.identity] = True
+    for rows, offs, _ in plan.groups:  # each group: rows with exactly its neighbour offsets, one group per pattern
+        sub = hit[:, rows]
+        assert bool((sub == sub[:, :1]).all()) and sub[:, 0].nonzero()[:, 0].tolist() == offs
+        assert bool((rows[1:] > rows[:-1]).all())
+    assert len({tuple(offs) for _, offs, _ in plan.groups}) == len(plan.groups)
     monkeypatch.setattr(spf, "GROUP_MAX_OFFSETS", 100)
     assert group_plan(mgr.kernel_map(1, 1, 5)) is None  # 125 offsets, over this cap
     assert group_plan(mgr.kernel_map(1, 2, 2).swapped()) is None  # transposed: one pair per output row

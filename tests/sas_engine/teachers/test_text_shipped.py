@@ -1,0 +1,80 @@
+"""The shipped text-embedding table (``checkpoints/text/``): it holds exactly what a cold demo build encodes, its rows
+are the model's own embeddings, ``encode`` serves them without loading the model, and a bad table is named."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from sas_engine.errors import SASInputError
+from sas_engine.teachers import text as T
+from sas_engine.teachers.mat import MaskCueCaptioner, mask_cue_sentences
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("ship_text_embeddings", ROOT / "scripts" / "ship_text_embeddings.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _table() -> dict:
+    enc = T.MiniLMTextEncoder()
+    table = T.read_shipped_texts(enc.disk_key, enc.dim)
+    assert table, f"no shipped table for {enc.disk_key} in {T.SHIPPED_TEXT_DIR}"
+    return table
+
+
+def test_mask_cue_sentences_enumerate_what_the_captioner_says():
+    got = mask_cue_sentences(["chair", "sofa"])
+    assert len(got) == len(set(got)) == 2 * 3 * 12 * 4
+    assert "a small and red and round chair in a scene" in got and "a sofa in a scene" not in got  # colour always
+    import numpy as np
+    cap = MaskCueCaptioner()
+    img = np.zeros((60, 80, 3), np.uint8)
+    img[10:50, 30:40] = (200, 30, 30)
+    m = np.zeros((60, 80), bool)
+    m[10:50, 30:40] = True  # tall, 8% of the image, red
+    from sas_engine.teachers.mat import mat_sentence
+    assert mat_sentence(cap.adjectives(img, m), "chair") in got
+
+
+def test_shipped_table_holds_exactly_the_demo_texts():
+    table = _table()
+    assert list(table) == _script().demo_texts()
+    assert len(table) == 2900
+    assert all(v.shape == (384,) and v.dtype == torch.float32 for v in table.values())
+
+
+def test_shipped_rows_are_the_models_embeddings_and_encode_serves_them_without_the_model():
+    table = _table()
+    texts = list(table)[::97]  # 30 strings across prompts and sentences
+    enc = T.MiniLMTextEncoder()
+    got = enc.encode(texts)
+    assert enc._model is None  # served from the table
+    assert torch.equal(got, torch.stack([table[t] for t in texts]))
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(enc._encode_batch(texts).float().cpu(), dim=-1)
+    assert (ref - got).abs().max().item() < 1e-5
+    other = enc.encode(["a purple giraffe on a sofa"])  # not shipped: the model encodes it
+    assert enc._model is not None and other.shape == (1, 384)
+
+
+def test_a_damaged_or_foreign_table_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "SHIPPED_TEXT_DIR", tmp_path)
+    assert T.read_shipped_texts("minilm-x", 384) == {}  # none shipped: the model is used
+    (tmp_path / "minilm-x.pt").write_bytes(b"not a torch file")
+    with pytest.raises(SASInputError, match="minilm-x.pt"):
+        T.read_shipped_texts("minilm-x", 384)
+    torch.save({"format_version": T.SHIPPED_TEXT_VERSION, "disk_key": "minilm-y", "texts": ["a"],
+                "embeddings": torch.zeros(1, 384)}, tmp_path / "minilm-x.pt")
+    with pytest.raises(SASInputError, match="minilm-x"):
+        T.read_shipped_texts("minilm-x", 384)
+    torch.save({"format_version": T.SHIPPED_TEXT_VERSION, "disk_key": "minilm-x", "texts": ["a", "b"],
+                "embeddings": torch.zeros(1, 384)}, tmp_path / "minilm-x.pt")
+    with pytest.raises(SASInputError, match="rebuild"):
+        T.read_shipped_texts("minilm-x", 384)
