@@ -34,6 +34,12 @@ DENSE_GRID_MAX_CELLS = 1 << 25
 LOOKUP_CHUNK = 1 << 22
 """Kernel offsets are looked up in chunks of about this many (offset, output row) queries (bounds temporary memory)."""
 
+NEIGHBOUR_TABLE_MAX = 1 << 25
+"""On the CPU, grid look-ups whose neighbour table (offsets x output rows, int32: 128 MiB at this cap) fits are done by
+one numba kernel (:mod:`._map_kernels`), which also hands the table to the grouped forward's plan; larger ones and
+CUDA take the chunked torch look-up. Same pairs, same order."""
+"""Kernel offsets are looked up in chunks of about this many (offset, output row) queries (bounds temporary memory)."""
+
 KERNEL_MAP_METHODS = ("auto", "grid", "searchsorted")
 """How :class:`CoordinateManager` finds neighbours: ``grid`` indexes a dense int32 grid over the bounding box (all
 offsets of a chunk in one gather), ``searchsorted`` binary-searches the sorted keys (one pass per offset; the
@@ -326,6 +332,18 @@ class CoordinateManager:
         grid[lin(ci[:, 0], gi)] = torch.arange(n_in, dtype=torch.int32, device=dev)
         qbase = lin(co[:, 0], go)
         off_lin = ((offsets[:, 0] * sizes[1] + offsets[:, 1]) * sizes[2] + offsets[:, 2]).to(dev)
+        if dev.type == "cpu" and volume * n_out <= NEIGHBOUR_TABLE_MAX:
+            from ._map_kernels import grid_pairs
+
+            ins_np, outs_np, counts_np, table, words = grid_pairs(grid.numpy(), qbase.numpy(), off_lin.numpy(),
+                                                                  identity)
+            bounds = [0]
+            for c in counts_np.tolist():
+                bounds.append(bounds[-1] + int(c))
+            kmap = KernelMap(torch.from_numpy(ins_np), torch.from_numpy(outs_np), bounds, n_in, n_out, identity)
+            # for the grouped forward's plan, which takes them over
+            kmap._plans["neighbours"] = (torch.from_numpy(table), torch.from_numpy(words))
+            return kmap
         ins, outs, counts = [], [], []
         step = max(1, LOOKUP_CHUNK // n_out)
         if step >= kernel_size:

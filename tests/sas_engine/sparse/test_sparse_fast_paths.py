@@ -32,8 +32,11 @@ def surface_coords(n_side=40, batches=2):
 CASES = [(1, 1, 3, 1), (1, 1, 5, 1), (1, 1, 2, 1), (1, 1, 3, 2), (1, 2, 3, 1), (1, 4, 3, 1), (2, 2, 3, 1)]
 
 
+@pytest.mark.parametrize("lookup", ["numba", "torch"])
 @pytest.mark.parametrize("in_stride,out_stride,k,dilation", CASES)
-def test_grid_map_equals_searchsorted_map(in_stride, out_stride, k, dilation):
+def test_grid_map_equals_searchsorted_map(in_stride, out_stride, k, dilation, lookup, monkeypatch):
+    if lookup == "torch":  # the chunked torch look-up (CUDA, or tables over the cap)
+        monkeypatch.setattr("sas_engine.sparse.coords.NEIGHBOUR_TABLE_MAX", 0)
     coords = random_coords(500, batches=3, lo=-9, hi=9, seed=k + 10 * dilation + out_stride)
     grid, ref = CoordinateManager(coords, map_method="grid"), CoordinateManager(coords, map_method="searchsorted")
     for mgr in (grid, ref):
@@ -97,6 +100,7 @@ def test_empty_and_bad_method():
 def test_lookup_chunks_give_the_same_map(monkeypatch):
     coords = random_coords(300, seed=12)
     ref = CoordinateManager(coords, map_method="searchsorted").kernel_map(1, 1, 5)
+    monkeypatch.setattr("sas_engine.sparse.coords.NEIGHBOUR_TABLE_MAX", 0)  # the chunked torch look-up
     monkeypatch.setattr("sas_engine.sparse.coords.LOOKUP_CHUNK", 700)  # a few offsets per chunk
     assert same_map(CoordinateManager(coords, map_method="grid").kernel_map(1, 1, 5), ref)
 
@@ -128,6 +132,23 @@ def test_grouped_forward_matches_offset_forward_and_dense(small_groups, k, strid
     torch.testing.assert_close(out.features, b, rtol=1e-12, atol=1e-12)
     ref = dense_reference(coords, feats, in_stride, w, k, stride, 1, False, out.coords)
     torch.testing.assert_close(out.features, ref)
+
+
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (5, 1)])
+def test_group_plan_from_the_maps_neighbour_table_equals_the_plan_from_its_pairs(small_groups, monkeypatch, k, stride):
+    coords = surface_coords()
+    a = CoordinateManager(coords).kernel_map(1, stride, k)  # numba look-up: the plan reads its neighbour table
+    assert "neighbours" in a._plans
+    pa = group_plan(a)
+    assert "neighbours" not in a._plans  # handed over, not kept
+    monkeypatch.setattr("sas_engine.sparse.coords.NEIGHBOUR_TABLE_MAX", 0)
+    b = CoordinateManager(coords).kernel_map(1, stride, k)
+    assert "neighbours" not in b._plans and same_map(a, b)
+    pb = group_plan(b)
+    assert len(pa.groups) == len(pb.groups) > 0
+    for (ra, oa, ia), (rb, ob, ib) in zip(pa.groups, pb.groups):
+        assert torch.equal(ra, rb) and oa == ob and torch.equal(ia, ib) and ia.dtype == torch.int64
+    assert torch.equal(pa.rest_rows, pb.rest_rows) and same_map(pa.rest, pb.rest)
 
 
 def test_grouped_forward_float32_close_to_offset(small_groups):
