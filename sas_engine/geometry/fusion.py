@@ -91,7 +91,21 @@ class FusionResult:
 
 
 FeatureSource = Callable[[int, object], tuple]
-"""``source(i, frame) -> (feat [h, w, C], valid bool [h, w] | None)``; tensors or numpy arrays."""
+"""``source(i, frame) -> (feat [h, w, C], valid bool [h, w] | None)``; tensors or numpy arrays, or an
+:class:`IndexedFeatureMap` for ``feat``."""
+
+
+@dataclass(frozen=True)
+class IndexedFeatureMap:
+    """A feature map kept as an id map into a table of features (a mask teacher's segments and their embeddings):
+    pixel ``(r, c)`` has ``table[ids[r, c]]``. :func:`fuse_features` samples it without expanding it to
+    ``[h, w, C]`` (the expansion took 40 ms per frame for the compact mask teacher's 240 x 320 x 384 maps); pixels
+    with ``ids < 0`` must be marked invalid by the source's ``valid`` map."""
+
+    ids: torch.Tensor
+    """int [h, w] row of ``table`` per pixel (-1: none)."""
+    table: torch.Tensor
+    """[S, C] features."""
 
 
 @dataclass
@@ -256,26 +270,37 @@ def fuse_features(points, frames: Sequence, source: FeatureSource, cfg: Optional
         fid = getattr(frame, "frame_id", i)
         out = source(i, frame)
         feat, valid = (out if isinstance(out, tuple) else (out, None))
-        feat = _as_tensor(feat, device)
-        if feat.ndim != 3:
-            raise SASInputError(None, f"frame {fid}: feature map must be [h, w, C], got {list(feat.shape)}")
-        rows, cols = feature_cells(proj, feat.shape[:2])
+        if isinstance(feat, IndexedFeatureMap):
+            ids, table = _as_tensor(feat.ids, device).long(), _as_tensor(feat.table, device)
+            if ids.ndim != 2 or table.ndim != 2:
+                raise SASInputError(None, f"frame {fid}: indexed feature map needs ids [h, w] and a table [S, C], "
+                                          f"got {list(ids.shape)} and {list(table.shape)}")
+            shape = (ids.shape[0], ids.shape[1], table.shape[1])
+        else:
+            feat = _as_tensor(feat, device)
+            ids = table = None
+            if feat.ndim != 3:
+                raise SASInputError(None, f"frame {fid}: feature map must be [h, w, C], got {list(feat.shape)}")
+            shape = tuple(feat.shape)
+        rows, cols = feature_cells(proj, shape[:2])
         idx = proj.point_idx
         if valid is not None:
             valid = _as_tensor(valid, device)
-            if tuple(valid.shape) != tuple(feat.shape[:2]):
+            if tuple(valid.shape) != shape[:2]:
                 raise SASInputError(None, f"frame {fid}: valid mask {list(valid.shape)} does not match the feature "
-                                          f"map {list(feat.shape[:2])}")
+                                          f"map {list(shape[:2])}")
             keep = valid[rows, cols].bool()
             idx, rows, cols = idx[keep], rows[keep], cols[keep]
             if idx.numel() == 0:
                 continue
         if acc is None:
-            acc = torch.zeros(n, feat.shape[2], dtype=torch.float32, device=device)
-        elif feat.shape[2] != acc.shape[1]:
-            raise SASInputError(None, f"frame {fid}: feature map has {feat.shape[2]} channels, earlier frames "
+            acc = torch.zeros(n, shape[2], dtype=torch.float32, device=device)
+        elif shape[2] != acc.shape[1]:
+            raise SASInputError(None, f"frame {fid}: feature map has {shape[2]} channels, earlier frames "
                                       f"{acc.shape[1]}")
-        if feat.is_contiguous():
+        if ids is not None:  # the id of each sampled pixel, then its row of the table
+            sampled = table.index_select(0, ids.view(-1).index_select(0, rows * shape[1] + cols).clamp(min=0))
+        elif feat.is_contiguous():
             sampled = feat.view(-1, feat.shape[2]).index_select(0, rows * feat.shape[1] + cols)
         else:
             sampled = feat[rows, cols]

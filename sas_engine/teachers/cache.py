@@ -151,18 +151,17 @@ def frame_outputs(teacher: Teacher, kind: str, images: Sequence[np.ndarray], ids
     return out
 
 
-def payload_features(kind: str, obj: dict, device: str = "cpu") -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``(feat [h, w, C], valid [h, w] | None)`` of one frame's payload, as fusion consumes it: dense maps as they
-    are; mask teachers' segment embeddings expanded over the id map (invalid where no mask)."""
+def payload_features(kind: str, obj: dict, device: str = "cpu"):
+    """``(feat, valid [h, w] | None)`` of one frame's payload, as fusion consumes it: dense maps ``[h, w, C]`` as
+    they are; mask teachers' id maps with their segment embeddings as an
+    :class:`~sas_engine.geometry.fusion.IndexedFeatureMap` (never expanded; invalid where no mask)."""
+    from ..geometry.fusion import IndexedFeatureMap
+
     if kind == "feat2d.dense":
         valid = obj.get("valid")
         return obj["feat"].to(device), None if valid is None else valid.to(device)
     seg = obj["seg"].long().to(device)
-    emb = obj["emb"].to(device)
-    valid = seg >= 0
-    if emb.shape[0] == 0:
-        return torch.zeros(*seg.shape, emb.shape[1], dtype=emb.dtype, device=device), valid
-    return emb[seg.clamp(min=0)], valid
+    return IndexedFeatureMap(seg, obj["emb"].to(device)), seg >= 0
 
 
 def extract_scene(scene, teacher: Teacher, store, cfg: Optional[ExtractConfig] = None, *, text_encoder=None,
@@ -237,11 +236,11 @@ def extract_scene(scene, teacher: Teacher, store, cfg: Optional[ExtractConfig] =
 
 
 def cached_feature_source(store, scene, teacher_name: str, device: str = "cpu"
-                          ) -> Callable[[int, object], tuple[torch.Tensor, Optional[torch.Tensor]]]:
+                          ) -> Callable[[int, object], tuple]:
     """The geometry helper's feature source reading ``sas extract``'s cache.
 
-    Returns ``source(i, frame) -> (feat [h, w, C] float16 tensor, valid bool [h, w] | None)``: dense maps at their
-    cache resolution; mask teachers' segment embeddings expanded over the id map (invalid where no mask).
+    Returns ``source(i, frame) -> (feat, valid bool [h, w] | None)`` (:func:`payload_features`): dense maps
+    ``[h, w, C]`` float16 at their cache resolution; mask teachers' id maps with their segment embeddings.
     ``scene`` is a :class:`~sas_engine.scene.Scene` or a scene id. A frame that was not extracted raises
     :class:`SASInputError` naming the missing file.
     """

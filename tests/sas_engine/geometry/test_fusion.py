@@ -234,6 +234,36 @@ def test_float16_feature_maps_and_streaming_from_a_lazy_sequence():
     np.testing.assert_allclose(r16.features.float().numpy(), ref, atol=2e-3, rtol=2e-3)
 
 
+@pytest.mark.parametrize("small", [False, True])
+def test_indexed_feature_maps_fuse_exactly_as_their_expansion(small):
+    """A mask teacher's id map + segment table (:class:`IndexedFeatureMap`) gives bit for bit what the expanded
+    [h, w, C] map gives, votes included."""
+    from sas_engine.geometry.fusion import IndexedFeatureMap
+
+    pts, frames, maps, _ = random_case(4, small=small)
+    rng = np.random.default_rng(5)
+    ids = [torch.from_numpy(rng.integers(-1, 7, m.shape[:2])) for m in maps]
+    tables = [torch.from_numpy(rng.standard_normal((7, 8)).astype(np.float32)).half() for _ in maps]
+    ids[2][:] = -1  # a frame without any segment
+    tables[2] = tables[2][:0]
+    cfg = FusionConfig(sigma=0.1, cut_bound=2)
+    vote = lambda f: f.argmax(1)  # noqa: E731
+
+    def expanded(i, f):
+        t = tables[i]
+        dense = t[ids[i].clamp(min=0)] if t.shape[0] else torch.zeros(*ids[i].shape, 8, dtype=t.dtype)
+        return dense, ids[i] >= 0
+
+    a = fuse_features(pts, frames, lambda i, f: (IndexedFeatureMap(ids[i], tables[i]), ids[i] >= 0), cfg,
+                      vote_fn=vote, num_classes=8, progress=False)
+    b = fuse_features(pts, frames, expanded, cfg, vote_fn=vote, num_classes=8, progress=False)
+    assert int(a.mask.sum()) > 500
+    assert torch.equal(a.features, b.features) and torch.equal(a.view_count, b.view_count)
+    assert torch.equal(a.votes, b.votes)
+    with pytest.raises(SASInputError, match="indexed feature map"):
+        fuse_features(pts, frames, lambda i, f: (IndexedFeatureMap(ids[i][0], tables[i]), None), cfg, progress=False)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available on this machine")
 def test_cpu_and_cuda_agree():
     pts, frames, maps, valids = random_case(4, small=True)

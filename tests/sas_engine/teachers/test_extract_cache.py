@@ -10,6 +10,7 @@ from sas_engine.errors import SASInputError
 from sas_engine.scene import Frame, Scene
 from sas_engine.store import ArtefactStore
 from sas_engine.teachers import build_teacher
+from sas_engine.geometry.fusion import IndexedFeatureMap
 from sas_engine.teachers.cache import (ExtractConfig, cached_feature_source, extract_scene, extract_split,
                                        frame_artefact, scene_done, shard)
 from sas_engine.teachers.text import get_text_encoder
@@ -115,14 +116,16 @@ def test_precomputed_masks_extract_and_source(tmp_path, enc):
     assert s["kind"] == "feat2d.mask" and s["computed"] == 3
     assert s["bytes_per_frame"] < H * W * 2 + 4096
     feat, valid = cached_feature_source(store, scene, "precomputed")(1, scene.frames[1])
-    assert feat.shape == (H, W, 32) and feat.dtype == torch.float16
+    assert isinstance(feat, IndexedFeatureMap)  # segment ids + one embedding per segment, never expanded
+    assert feat.ids.shape == (H, W) and feat.table.shape == (2, 32) and feat.table.dtype == torch.float16
+    assert torch.equal(valid, feat.ids >= 0)
     assert valid[:12].all() and valid[12:, :16].all() and not valid[12:, 16:].any()
     im = scene.frames[1].color
     from sas_engine.teachers.mat import MaskCueCaptioner, mat_sentence
 
     cap = MaskCueCaptioner()
     wall = enc.encode([mat_sentence(cap.adjectives(im, preds[0].mask), "wall")])[0]
-    assert torch.allclose(feat[0, 0].float(), wall, atol=2e-3)
+    assert torch.allclose(feat.table[feat.ids[0, 0]].float(), wall, atol=2e-3)
     bad = tmp_path / "bad"
     bad.mkdir()
     Image.fromarray(ids).save(bad / "0.png")
