@@ -16,7 +16,9 @@ Offsets are ordered with x fastest, then y, then z; odd kernel sizes are centred
 
 Neighbours are found in a dense int32 grid (row index per cell, -1 when empty) over the bounding box of the two sets
 plus the kernel's reach, when that grid is small enough (:data:`DENSE_GRID_MAX_CELLS`), else by ``searchsorted`` on
-the sorted keys; see :data:`KERNEL_MAP_METHODS`.
+the sorted keys; see :data:`KERNEL_MAP_METHODS`. On the CPU the grid look-up is one numba kernel
+(:mod:`._map_kernels`) whose neighbour table and per-row neighbour patterns the grouped forward's plan
+(:mod:`.functional`) takes over, when the table fits :data:`NEIGHBOUR_TABLE_MAX`.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ offsets (on a surface most rows share a few such patterns, e.g. the 9 in-plane o
 pattern with one gather of all their neighbours and one matrix product ``[rows, m * C_in] @ [m * C_in, C_out]``,
 written with one ``index_copy_``, instead of m gathers, m products and m scatter-adds; the remaining rows take the
 per-offset path. Same sums in another order: equal to the per-offset forward up to float rounding. The backward is
-per offset either way. The plan is built once per kernel map and reused by every layer sharing the map.
+per offset either way. The plan is built once per kernel map and reused by every layer sharing the map, from the
+map's own neighbour table when its look-up made one (:mod:`.coords`), else from its pairs.
 """
 from __future__ import annotations
 

@@ -182,3 +182,18 @@ def build_seem_compact(checkpoint: str | Path | None = None, device: str = "cpu"
 
         vocabulary = list(get_label_set(vocabulary).prompt_names)
     return CompactMaskTeacher(checkpoint, vocabulary=vocabulary, device=device)
+
+
+def shipped_text_strings() -> list[str]:
+    """What the shipped text-embedding table (:data:`~sas_engine.teachers.text.SHIPPED_TEXT_DIR`) holds, in a fixed
+    order: the demo label set's prompts (``a {name} in a scene``), the shipped mask teacher's vocabulary prompts and
+    every Model-Alignment-via-Text sentence its captioner can give (:func:`~sas_engine.teachers.mat.mask_cue_sentences`)
+    - every string a cold demo build encodes."""
+    from ..labels import PROMPT_SCENE, get_label_set
+    from .mat import mask_cue_sentences
+
+    meta = read_compact(CHECKPOINT_DIR / "seem_compact.pt", "compact_mask")["config"]
+    template = meta.get("template", "a {} in a scene")
+    vocab = list(meta["vocabulary"])
+    texts = list(get_label_set("scannet20").prompts(PROMPT_SCENE)) + [template.format(v) for v in vocab]
+    return list(dict.fromkeys(texts + mask_cue_sentences(vocab)))

@@ -2,24 +2,13 @@
 are the model's own embeddings, ``encode`` serves them without loading the model, and a bad table is named."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from sas_engine.errors import SASInputError
 from sas_engine.teachers import text as T
+from sas_engine.teachers.compact import shipped_text_strings
 from sas_engine.teachers.mat import MaskCueCaptioner, mask_cue_sentences
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("ship_text_embeddings", ROOT / "scripts" / "ship_text_embeddings.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _table() -> dict:
@@ -45,7 +34,7 @@ def test_mask_cue_sentences_enumerate_what_the_captioner_says():
 
 def test_shipped_table_holds_exactly_the_demo_texts():
     table = _table()
-    assert list(table) == _script().demo_texts()
+    assert list(table) == shipped_text_strings()
     assert len(table) == 2900
     assert all(v.shape == (384,) and v.dtype == torch.float32 for v in table.values())
 
