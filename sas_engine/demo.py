@@ -26,7 +26,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-
 from .pipeline import PipelineConfig, Progress, _report, run_split
 from .store import ArtefactStore
 

@@ -58,9 +58,9 @@ from .query_text import (MAX_QUERY_CHARS, MAX_QUERY_NAMES, NAME_DESCRIPTIONS, QU
 def gemv_half(unit: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
     """``unit @ vec`` for float16 rows ``unit`` [N, D] and a vector [D], float16 [N] (float32 accumulation).
 
-    Through ``torch.nn.functional.linear``, not ``torch.mv``: on the CPU that takes oneDNN's reduced-precision GEMM
-    (12.8 ms at 150k x 512 on the 2-core Xeon with AVX512-FP16, at the memory-bandwidth limit) where ``torch.mv``'s
-    float16 kernel took 30.5 ms; the results agree to float16 rounding (``benchmarks/bench_query.py``)."""
+    Through ``torch.nn.functional.linear``, not ``torch.mv``: on the CPU that takes oneDNN's float16 kernel, 13.0 ms
+    at 150k x 512 on the 2-core Xeon with AVX512-FP16 where ``torch.mv``'s took 25.6 ms in the same run
+    (``benchmarks/bench_query.py``); each result is the exact product of the float16 inputs rounded once."""
     return torch.nn.functional.linear(unit, vec.to(unit.dtype)[None])[:, 0]
 
 

@@ -40,7 +40,6 @@ NEIGHBOUR_TABLE_MAX = 1 << 25
 """On the CPU, grid look-ups whose neighbour table (offsets x output rows, int32: 128 MiB at this cap) fits are done by
 one numba kernel (:mod:`._map_kernels`), which also hands the table to the grouped forward's plan; larger ones and
 CUDA take the chunked torch look-up. Same pairs, same order."""
-"""Kernel offsets are looked up in chunks of about this many (offset, output row) queries (bounds temporary memory)."""
 
 KERNEL_MAP_METHODS = ("auto", "grid", "searchsorted")
 """How :class:`CoordinateManager` finds neighbours: ``grid`` indexes a dense int32 grid over the bounding box (all

@@ -153,8 +153,9 @@ TEXT_CACHE_VERSION = 1
 SHIPPED_TEXT_VERSION = 1
 SHIPPED_TEXT_DIR = Path(os.environ.get("SAS_SHIPPED_TEXT_DIR") or Path(__file__).resolve().parents[2] / "checkpoints"
                         / "text")
-"""Shipped text-embedding tables (``$SAS_SHIPPED_TEXT_DIR`` overrides the folder; an empty one turns them off), ``<disk_key>.pt``: ``{"format_version", "disk_key", "texts": [T strings],
-"embeddings": float32 [T, C]}``, written by ``scripts/ship_text_embeddings.py`` with the model itself. The packaged
+"""Shipped text-embedding tables, ``<disk_key>.pt`` (``$SAS_SHIPPED_TEXT_DIR`` overrides the folder; an empty one
+turns them off): ``{"format_version", "disk_key", "texts": [T strings], "embeddings": float32 [T, C]}``, written by
+``scripts/ship_text_embeddings.py`` with the model itself. The packaged
 MiniLM's holds the prompts of the label sets and every Model-Alignment-via-Text sentence of the compact mask teacher
 (:func:`~sas_engine.teachers.mat.mask_cue_sentences`), so that a cold demo build never loads the model (about 10 s
 of one core per process). A table is only read for the model whose ``disk_key`` (name and package version) it
