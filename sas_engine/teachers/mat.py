@@ -160,22 +160,41 @@ class MaskCueCaptioner(Captioner):
                 "size": self.use_size, "shape": self.use_shape}
 
     def adjectives(self, image: np.ndarray, mask: np.ndarray) -> list[str]:
-        m = np.asarray(mask, dtype=bool)
-        n = int(m.sum())
-        if n == 0:
+        return self.adjectives_batch(image, [mask])[0]
+
+    def adjectives_batch(self, image: np.ndarray, masks: Sequence[np.ndarray]) -> list[list[str]]:
+        """The adjectives of every mask, from all masks' pixel counts, colour sums and bounding boxes at once (one
+        matrix product for the colours: integer sums, exact in any order, so each mean colour is what averaging the
+        mask's pixels gives)."""
+        if len(masks) == 0:
             return []
+        img = np.asarray(image)
+        H, W = img.shape[:2]
+        M = np.stack([np.asarray(m, dtype=bool).reshape(H * W) for m in masks])  # [K, H*W]
+        n = M.sum(1)
+        sums = M.astype(np.float64) @ img.reshape(H * W, 3).astype(np.float64) if self.use_color else None
+        rows, cols = M.reshape(-1, H, W).any(2), M.reshape(-1, H, W).any(1)
+        hs = H - rows[:, ::-1].argmax(1) - rows.argmax(1)  # bounding-box height and width (last - first + 1)
+        ws = W - cols[:, ::-1].argmax(1) - cols.argmax(1)
+        out: list[list[str]] = []
+        for k in range(len(masks)):
+            out.append(self._words(int(n[k]), H * W, None if sums is None else sums[k] / n[k], int(hs[k]),
+                                   int(ws[k])) if n[k] else [])
+        return out
+
+    def _words(self, n: int, size: int, rgb: Optional[np.ndarray], h: int, w: int) -> list[str]:
+        """Size, colour and shape words of a mask of ``n`` pixels in an image of ``size``, mean colour ``rgb``,
+        bounding box ``h`` x ``w``."""
         out: list[str] = []
         if self.use_size:
-            frac = n / m.size
+            frac = n / size
             if frac < self.small_frac:
                 out.append("small")
             elif frac > self.large_frac:
                 out.append("large")
         if self.use_color:
-            out.append(color_name(np.asarray(image)[m].reshape(-1, 3).mean(0)))
+            out.append(color_name(rgb))
         if self.use_shape:
-            ys, xs = np.nonzero(m)
-            h, w = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
             if h >= self.elongation * w:
                 out.append("tall")
             elif w >= self.elongation * h:

@@ -139,3 +139,34 @@ def test_hf_captioner_with_tiny_blip(tmp_path):
     caps = cap.captions(im, [m, ~m])
     assert len(caps) == 2 and all(set(c.split()) <= set(words[5:]) for c in caps)
     assert cap.adjectives_batch(im, [m, ~m]) == [extract_adjectives(c) for c in caps]
+
+
+def test_batched_mask_cues_equal_a_per_mask_restatement():
+    """The captioner's batched statistics (one product for all masks' colour sums) give exactly the words that
+    averaging each mask's own pixels and taking its own bounding box give: overlapping, scattered and empty masks."""
+    cap = MaskCueCaptioner()
+
+    def one(image, m):
+        n = int(m.sum())
+        if n == 0:
+            return []
+        out = ["small"] if n / m.size < cap.small_frac else ["large"] if n / m.size > cap.large_frac else []
+        out.append(color_name(image[m].reshape(-1, 3).mean(0)))
+        ys, xs = np.nonzero(m)
+        h, w = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
+        if h >= cap.elongation * w:
+            out.append("tall")
+        elif w >= cap.elongation * h:
+            out.append("wide")
+        elif cap.round_fill[0] <= n / (h * w) <= cap.round_fill[1] and min(h, w) >= 4:
+            out.append("round")
+        return out
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        H, W = int(rng.integers(10, 120)), int(rng.integers(10, 160))
+        img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        lab = rng.integers(0, 6, (H // 8 + 1, W // 8 + 1)).repeat(8, 0).repeat(8, 1)[:H, :W]
+        masks = [lab == r for r in range(7)] + [rng.random((H, W)) < 0.02, lab < 3, np.zeros((H, W), bool)]
+        assert cap.adjectives_batch(img, masks) == [one(img, m) for m in masks]
+    assert cap.adjectives_batch(img, []) == []
