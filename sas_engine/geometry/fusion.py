@@ -99,7 +99,7 @@ FeatureSource = Callable[[int, object], tuple]
 class IndexedFeatureMap:
     """A feature map kept as an id map into a table of features (a mask teacher's segments and their embeddings):
     pixel ``(r, c)`` has ``table[ids[r, c]]``. :func:`fuse_features` samples it without expanding it to
-    ``[h, w, C]`` (the expansion took 40 ms per frame for the compact mask teacher's 240 x 320 x 384 maps); pixels
+    ``[h, w, C]`` (for the compact mask teacher a 240 x 320 x 384 map per frame, most of it never sampled); pixels
     with ``ids < 0`` must be marked invalid by the source's ``valid`` map."""
 
     ids: torch.Tensor
@@ -299,7 +299,7 @@ def fuse_features(points, frames: Sequence, source: FeatureSource, cfg: Optional
             raise SASInputError(None, f"frame {fid}: feature map has {shape[2]} channels, earlier frames "
                                       f"{acc.shape[1]}")
         if ids is not None:  # the id of each sampled pixel, then its row of the table
-            sampled = table.index_select(0, ids.view(-1).index_select(0, rows * shape[1] + cols).clamp(min=0))
+            sampled = table.index_select(0, ids.reshape(-1).index_select(0, rows * shape[1] + cols).clamp(min=0))
         elif feat.is_contiguous():
             sampled = feat.view(-1, feat.shape[2]).index_select(0, rows * feat.shape[1] + cols)
         else:

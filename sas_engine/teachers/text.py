@@ -184,19 +184,19 @@ def read_shipped_texts(disk_key: str, dim: int) -> dict:
 
 
 def write_shipped_texts(encoder: "TextEncoder", texts: Sequence[str], path: Optional[Path] = None) -> Path:
-    """Encode ``texts`` with ``encoder``'s model (never its shipped table) and write them as its shipped table."""
+    """Encode ``texts`` with ``encoder``'s model and write them as its shipped table. The encoder's own shipped table
+    and in-memory cache are switched off and emptied first, so every row comes from the model."""
     from ..store import atomic_write
 
     if not encoder.disk_key:
         raise SASInputError(None, f"{encoder.name} has no stable identity (disk_key): nothing to ship")
     texts = list(dict.fromkeys(str(t) for t in texts))
-    rows = []
-    for s in range(0, len(texts), encoder.batch_size):
-        with torch.no_grad():
-            rows.append(torch.nn.functional.normalize(
-                encoder._encode_batch(texts[s:s + encoder.batch_size]).detach().float().cpu(), dim=-1))
+    with encoder._lock:
+        encoder._shipped = {}
+        encoder._cache.clear()
+    emb = encoder.encode(texts)
     obj = {"format_version": SHIPPED_TEXT_VERSION, "disk_key": encoder.disk_key, "texts": texts,
-           "embeddings": torch.cat(rows).contiguous()}
+           "embeddings": emb.contiguous()}
     path = Path(path) if path else shipped_text_path(encoder.disk_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: torch.save(obj, f))
