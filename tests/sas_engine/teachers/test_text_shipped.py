@@ -67,3 +67,20 @@ def test_a_damaged_or_foreign_table_is_named(tmp_path, monkeypatch):
                 "embeddings": torch.zeros(1, 384)}, tmp_path / "minilm-x.pt")
     with pytest.raises(SASInputError, match="rebuild"):
         T.read_shipped_texts("minilm-x", 384)
+
+
+def test_written_table_holds_the_models_rows_not_an_older_table(tmp_path, monkeypatch):
+    class Enc(T.TextEncoder):
+        name, dim, disk_key = "fake", 4, "fake-1"
+
+        def _encode_batch(self, texts):
+            return torch.tensor([[len(t), 1.0, 0.0, 0.0] for t in texts])
+
+    monkeypatch.setattr(T, "SHIPPED_TEXT_DIR", tmp_path)
+    enc = Enc()
+    enc._shipped = {"ab": torch.zeros(4)}  # a stale table entry the writer must not copy
+    path = T.write_shipped_texts(enc, ["ab", "abc", "ab"])
+    assert path == tmp_path / "fake-1.pt"
+    got = T.read_shipped_texts("fake-1", 4)
+    assert list(got) == ["ab", "abc"]
+    assert torch.allclose(got["ab"], torch.nn.functional.normalize(torch.tensor([2.0, 1, 0, 0]), dim=0))
