@@ -93,6 +93,10 @@ class AblateConfig:
     val_every: int = 10
     """Validate on the ``select_split`` rooms (whole rooms, eval mode, single pass) every n epochs and at each run's
     end; each row's best checkpoint there is the one reported and exported."""
+    val_every_stage2: int = 0
+    """Validation (and checkpoint) interval of row (c)'s stage-2 run, in epochs; 0 = ``val_every``. Stage 2 is
+    short, so its curve needs a finer step than stage 1's; a separate field keeps the stage-1 runs' configs (and so
+    their resumption) unchanged when it is set."""
     tta: int = 4
     """Test-time augmentation for the report's extra ``*_tta`` 3D rows: this many randomly rotated / scaled / flipped
     passes averaged with the plain one (OpenScene's protocol, 5 passes in all). 0 = single-pass rows only. The
@@ -131,15 +135,17 @@ def _distill_config(name: str, use_sp: bool, stage2: bool, cfg: AblateConfig, ou
     if stage2:
         init = str(runs_dir / "stage1_superpoint" / "best.pt")
         extra = {f: getattr(cfg, f) for f in STAGE2_FIELDS}
+        every = cfg.val_every_stage2 or cfg.val_every
     else:
         init = str(Path(cfg.init_runs) / name / "best.pt") if cfg.init_runs else ""
         extra = {}
+        every = cfg.val_every
     return DistillConfig(run=name, model=cfg.model, out_channels=out_channels, voxel_size=cfg.voxel_size,
                          epochs_stage1=0 if stage2 else cfg.epochs_stage1,
                          epochs_stage2=cfg.epochs_stage2 if stage2 else 0, batch_size=cfg.batch_size,
                          lr=cfg.lr_stage2 if stage2 else cfg.lr,
                          lr_end=cfg.lr_end, use_superpoint=use_sp, alpha=cfg.alpha, crop_points=cfg.crop_points,
-                         seed=cfg.seed, val_every=cfg.val_every, checkpoint_every=cfg.val_every,
+                         seed=cfg.seed, val_every=every, checkpoint_every=every,
                          init_checkpoint=init, input_color=cfg.input_color, class_balance=cfg.class_balance,
                          kd_weight=cfg.kd_weight, **extra)
 

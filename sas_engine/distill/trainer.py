@@ -236,8 +236,8 @@ class DistillTrainer:
         self.model.load_state_dict(ck["state_dict"])
         self.opt.load_state_dict(ck["optimizer"])
         self.epoch, self.iteration, self.best, self.log = ck["epoch"], ck["iteration"], ck["best"], ck["log"]
-        if self.epoch > self.cfg.epochs_stage1:
-            self._load_histories()
+        if self.cfg.epochs_stage1 < self.epoch < self.total_epochs:
+            self._load_histories()  # a finished run needs no histories (they may belong to another run by now)
         log.info("resumed %s at epoch %d", p, self.epoch)
         return True
 

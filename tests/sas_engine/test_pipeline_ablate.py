@@ -41,7 +41,7 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     # trained on the first tiny room, checkpoints picked, reported and held out on the second
     cfg = AblateConfig(train_split="tiny[:1]", select_split="tiny[1:]", val_split="tiny", pipeline=pcfg,
                        epochs_stage1=1, epochs_stage2=1, stage2_weight=0.5, pseudo_keep=0.6,
-                       held_out_split="tiny[1:]", held_out_rooms=2, tta=1)
+                       val_every_stage2=1, held_out_split="tiny[1:]", held_out_rooms=2, tta=1)
     with pytest.raises(ValueError, match="both trained on and"):
         run_ablation(store, cfg, tmp_path / "report")
     cfg = dataclasses.replace(cfg, val_split="tiny[1:]")
@@ -96,6 +96,9 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     # the stage-2 loss settings reach row (c) only; the stage-1 rows keep the trainer's defaults
     assert (ck["stage2_selfdistill"]["stage2_weight"], ck["stage2_selfdistill"]["pseudo_keep"]) == (0.5, 0.6)
     assert ck["stage1_superpoint"]["stage2_weight"] == ck["stage1_point"]["pseudo_keep"] == 1.0
+    # row (c) validates and checkpoints on its own interval; the stage-1 rows keep val_every
+    assert ck["stage2_selfdistill"]["val_every"] == ck["stage2_selfdistill"]["checkpoint_every"] == 1
+    assert ck["stage1_point"]["val_every"] == ck["stage1_superpoint"]["checkpoint_every"] == cfg.val_every != 1
     exported = torch.load(tmp_path / "student.pt", weights_only=True)
     assert exported["iteration"] == torch.load(runs / "stage2_selfdistill" / "best.pt", weights_only=True)["iteration"]
 

@@ -76,6 +76,40 @@ def test_resume_equals_uninterrupted_run_with_stage2(tmp_path):
     assert "loss_ce_point" in again.log[-1]
 
 
+def test_a_finished_stage2_run_resumes_without_its_histories(tmp_path):
+    """A finished run (a second `sas ablate` over the same runs) needs no stage-2 histories: it loads its weights even
+    when another run has replaced them in the store, while an unfinished stage-2 run still refuses to go on without
+    them."""
+    import shutil
+
+    text = _text()
+    scenes = [_scene(i, text) for i in range(2)]
+    cfg = _cfg(epochs_stage1=1, epochs_stage2=2, alpha=0.5, val_every=0)
+    done = DistillTrainer(cfg, scenes, [], text, tmp_path / "runs", ArtefactStore(tmp_path / "st"))
+    done.fit()
+    shutil.rmtree(tmp_path / "st")
+    again = DistillTrainer(cfg, scenes, [], text, tmp_path / "runs", ArtefactStore(tmp_path / "st"))
+    assert again.try_resume() and again.epoch == 3 and not again.history
+    for (k, a), b in zip(done.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    longer = _cfg(epochs_stage1=1, epochs_stage2=2, alpha=0.5, val_every=0, checkpoint_every=1)
+
+    class Killed(Exception):
+        pass
+
+    def kill(stats):
+        if stats["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        DistillTrainer(longer, scenes, [], text, tmp_path / "b", ArtefactStore(tmp_path / "sb")).fit(on_epoch=kill)
+    shutil.rmtree(tmp_path / "sb")
+    from sas_engine.errors import SASInputError
+
+    with pytest.raises(SASInputError, match="stage-2 history missing"):
+        DistillTrainer(longer, scenes, [], text, tmp_path / "b", ArtefactStore(tmp_path / "sb")).try_resume()
+
+
 def test_crop_disc_keeps_the_nearest_points_horizontally():
     from sas_engine.distill.trainer import crop_disc
 
