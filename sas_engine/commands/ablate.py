@@ -107,6 +107,9 @@ def run(args: Config) -> int:
         print(f"report written to {out}; total wall time {time.time() - t0:.0f} s")
         return 0
     res = run_ablation(store, args.ablate_config(), out, args.runs, args.export_student, args.export_row)
+    if args.train_only:  # no report: the rows' selection curves
+        print(json.dumps(res, indent=1))
+        return 0
     print(markdown_table(res))
     print(f"report written to {out}; total wall time {time.time() - t0:.0f} s")
     return 0

@@ -75,6 +75,10 @@ class DistillConfig:
     predictions (False = of the raw outputs, whose norms vary by orders of magnitude between points and views)."""
     stage2_weight: float = 1.0
     """Weight of the stage-2 cross-entropy terms added to the stage-1 cosine terms (paper: 1)."""
+    stage1_weight_stage2: float = 1.0
+    """Weight of the stage-1 terms (cosine to the fused 2D targets, and the label-set KD term) during the stage-2
+    epochs (paper: 1, both losses). 0 trains stage 2 on the self-distillation terms alone, so the 2D targets the
+    student has already outgrown no longer pull it back."""
     pseudo_keep: float = 1.0
     """Fraction of the stage-2 pseudo labels counted, per pseudo class, the most confident first (margin between
     the history's best and second-best class score). 1 counts all of them, as the paper does; lower values keep a
@@ -320,7 +324,7 @@ class DistillTrainer:
                     hist[rows] = ema_update(hist[rows], view, cfg.alpha)
                     l2, p2 = stage2_loss(f3d, sp, self.text, hist[rows], temperature=cfg.temperature,
                                          keep=cfg.pseudo_keep)
-                    l, p = l + cfg.stage2_weight * l2, {**p, **p2}
+                    l, p = cfg.stage1_weight_stage2 * l + cfg.stage2_weight * l2, {**p, **p2}
                 loss = loss + l / len(batch)
                 for k, v in p.items():
                     parts[k] = parts.get(k, 0.0) + v / len(batch)

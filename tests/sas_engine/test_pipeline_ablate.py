@@ -114,6 +114,13 @@ def test_pipeline_and_ablation_end_to_end(tmp_path, teacher_ckpts):
     first, second = curves["stage1_point"][-1][0], res2["meta"]["curves"]["stage1_point"][0][0]
     assert second == first + ck2["iteration"]
     assert res2["meta"]["curves"]["stage2_selfdistill"][0][0] > second
+    # --train-only: the rows are trained (here: resumed, finished) and picked, nothing is reported, and the
+    # reported splits are not read (an unknown split name would raise if they were)
+    only = run_ablation(store, dataclasses.replace(warm, train_only=True, val_split="no_such_split",
+                                                   held_out_split="no_such_split"),
+                        tmp_path / "report4", runs_dir=tmp_path / "runs2")
+    assert only["curves"] == res2["meta"]["curves"] and not (tmp_path / "report4").exists()
+    assert set(only["checkpoints"]) == {n for n, _, _ in RUNS}
 
     # artefacts: SAS weights are a softmax over the teachers; votes count views per class; gallery images exist
     sid = res["scenes"][0]

@@ -169,10 +169,18 @@ def test_stage2_weight_scales_the_self_distillation_terms(tmp_path):
     tr0, off = weights("off", epochs_stage1=1, epochs_stage2=1, stage2_weight=0.0)
     assert "loss_ce_point" in tr0.log[-1]  # the terms were computed and logged, just not weighted in
     assert torch.allclose(plain, off, atol=1e-6)
-    _, on = weights("on", epochs_stage1=1, epochs_stage2=1)
+    tr_on, on = weights("on", epochs_stage1=1, epochs_stage2=1)
     trk, half = weights("half", epochs_stage1=1, epochs_stage2=1, pseudo_keep=0.5)
     assert not torch.allclose(plain, on, atol=1e-4) and not torch.allclose(on, half, atol=1e-4)
     assert trk.cfg.pseudo_keep == 0.5
+    # stage1_weight_stage2 0: the stage-2 epochs' loss is the self-distillation terms alone (the stage-1 terms are
+    # still computed and logged); with the default both count
+    tr_a, alone = weights("alone", epochs_stage1=1, epochs_stage2=1, stage1_weight_stage2=0.0)
+    a, b = tr_a.log[-1], tr_on.log[-1]
+    assert "loss_point" in a and a["loss"] == pytest.approx(a["loss_ce_point"] + a["loss_ce_superpoint"], rel=1e-5)
+    assert b["loss"] == pytest.approx(b["loss_point"] + b["loss_superpoint"] + b["loss_ce_point"] +
+                                      b["loss_ce_superpoint"], rel=1e-5)
+    assert not torch.allclose(alone, on, atol=1e-4)
 
 
 def test_unit_history_from_augmented_views(tmp_path):
