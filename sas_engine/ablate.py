@@ -263,9 +263,9 @@ def run_ablation(store: ArtefactStore, cfg: AblateConfig, out_dir: Path, runs_di
     text = vocabulary_text("scannet20", pcfg)
     ckpts = _train_rows(cfg, store, train_paths, select_paths, train, select, text, runs_dir, dev, timings)
     del train, select
+    if export_student is not None:
+        export_half(ckpts[export_row], export_student)
     if cfg.train_only:
-        if export_student is not None:
-            export_half(ckpts[export_row], export_student)
         return {"checkpoints": {k: str(v) for k, v in ckpts.items()}, "curves": training_curves(runs_dir),
                 "timings": timings, "selection": f"first {len(select_paths)} '{cfg.select_split}' rooms"}
     t = time.time()
@@ -286,8 +286,6 @@ def run_ablation(store: ArtefactStore, cfg: AblateConfig, out_dir: Path, runs_di
     _write(results, out_dir, "ablation", title, plots=True)
     write_curves_plot(results["meta"]["curves"], Path(out_dir) / "training_curves.png",
                       target=results["sources"]["fused.sas"]["miou"] + 2)
-    if export_student is not None:
-        export_half(ckpts[export_row], export_student)
     return results
 
 

@@ -173,7 +173,8 @@ class MaskCueCaptioner(Captioner):
         M = np.stack([np.asarray(m, dtype=bool).reshape(H * W) for m in masks])  # [K, H*W]
         n = M.sum(1)
         sums = M.astype(np.float64) @ img.reshape(H * W, 3).astype(np.float64) if self.use_color else None
-        rows, cols = M.reshape(-1, H, W).any(2), M.reshape(-1, H, W).any(1)
+        grid = M.reshape(-1, H, W)
+        rows, cols = grid.any(2), grid.any(1)
         hs = H - rows[:, ::-1].argmax(1) - rows.argmax(1)  # bounding-box height and width (last - first + 1)
         ws = W - cols[:, ::-1].argmax(1) - cols.argmax(1)
         out: list[list[str]] = []
