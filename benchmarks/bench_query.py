@@ -292,9 +292,12 @@ def main(argv=None) -> int:
     result["top_objects"] = stats(timed(lambda: top_objects(sim, pts, 0.8, 5, voxel=0.05), 3))
     result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result["uptime"] = uptime()
+    # issue 19's figure: the engine's relevance path (what a page query computes), p95 under 20 ms; the colouring
+    # and the raw cosine are reported beside it with their own flags
     result["target_ms"] = 20
-    result["meets_target"] = result["query_cached"]["median_ms"] < 20
-    result["relevance_meets_target"] = result["relevance_query_cached"]["p95_ms"] < 20
+    result["meets_target"] = result["relevance_engine_only"]["p95_ms"] < 20
+    result["relevance_with_colouring_meets_target"] = result["relevance_query_cached"]["p95_ms"] < 20
+    result["cosine_with_colouring_meets_target"] = result["query_cached"]["median_ms"] < 20
 
     if args.app:
         import socket

@@ -415,8 +415,9 @@ def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, 
     """Run the pipeline over scene folders; returns their scene ids. ``on_scene(scene_id)`` is called as each scene
     is finished (e.g. to offer its layers in the app while the others run).
 
-    ``workers`` > 1 (CPU only): once the capability table or a scene turns out not to be cached (over 3 s), the rest
-    go to that many spawned processes of one torch thread each. The compact teachers' small convolutions barely use
+    ``workers`` > 1 (CPU only): once the capability table or a scene turns out not to be cached (over 3 s, or a
+    teacher's or combined fusion of the next scene missing from the store), the rest go to that many spawned
+    processes of one torch thread each. The compact teachers' small convolutions barely use
     a second thread, so two single-thread workers finish the rooms sooner, while a cached run never pays for
     starting processes. Every artefact is written atomically, so workers never see half-written files."""
     from .io import load_scene
@@ -431,14 +432,19 @@ def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, 
         table = ensure_capability(store, teachers, cfg)
     parallel = workers > 1 and torch.device(cfg.device).type == "cpu"
     slow = time.monotonic() - t0 > 3.0  # the table was not cached: a cold run, the scenes will not be either
+    fused = [t.name for t in teachers] + (list(COMBINED_MODES) if len(teachers) > 1 else [])
     ids = []
     for i, p in enumerate(paths):
+        t0 = time.monotonic()
+        scene = load_scene(p, dataset=dataset) if parallel and len(paths) - i > 1 and not slow else None
+        if scene is not None and len(scene.frames) and any(
+                not store.path(scene.scene_id, f"fused.{n}").exists() for n in fused):
+            slow = True  # a fusion of this scene was never stored (the table may be shipped): a cold scene
         if parallel and len(paths) - i > 1 and slow:
             return ids + _run_split_parallel(store, paths[i:], cfg, progress, student, dataset,
                                              min(workers, len(paths) - i), done_before=i, total=len(paths),
                                              on_scene=on_scene)
-        t0 = time.monotonic()
-        scene = load_scene(p, dataset=dataset)
+        scene = scene if scene is not None else load_scene(p, dataset=dataset)
         _report(progress, 0.1 + 0.9 * i / max(1, len(paths)), f"scene {scene.scene_id} ({i + 1}/{len(paths)})")
         run_scene(store, scene, cfg, teachers, table, student=student)
         ids.append(scene.scene_id)

@@ -1,7 +1,7 @@
 """Class-agnostic region proposals for the compact mask teacher: SLIC superpixels + greedy colour merging.
 
-Pure torch, vectorised over pixels (each pixel compares itself with the 9 cluster centres of its grid neighbourhood),
-deterministic. Used at a reduced resolution and upsampled by the caller.
+SLIC is one numba kernel (each pixel compares itself with the 9 cluster centres of its grid neighbourhood); the
+merging is torch plus a union-find. Deterministic. Used at a reduced resolution and upsampled by the caller.
 """
 from __future__ import annotations
 
@@ -28,38 +28,20 @@ class ProposalConfig:
 
 
 def slic(image: torch.Tensor, cfg: ProposalConfig = ProposalConfig()) -> torch.Tensor:
-    """SLIC superpixels of ``image`` float [H, W, 3] (0..255). Returns int64 [H, W] labels in 0..S-1."""
+    """SLIC superpixels of ``image`` float [H, W, 3] (0..255). Returns int64 [H, W] labels in 0..S-1.
+
+    Grid of ``step`` px cells (about ``n_segments`` of them), one centre per cell; each iteration assigns every pixel
+    to the nearest of the 9 centres around its cell (colour distance + ``(compactness / step)^2`` x spatial
+    distance, squared) and moves each centre to its pixels' mean. One numba pass per iteration
+    (:func:`._proposal_kernels.slic_labels`)."""
+    from ._proposal_kernels import _DX, _DY, slic_labels
+
     h, w, _ = image.shape
     step = max(2, int(round((h * w / cfg.n_segments) ** 0.5)))
-    gy, gx = (h + step - 1) // step, (w + step - 1) // step
-    ys = torch.arange(h).view(h, 1).expand(h, w)
-    xs = torch.arange(w).view(1, w).expand(h, w)
-    pix = torch.cat([image.reshape(-1, 3).float(), ys.reshape(-1, 1).float(), xs.reshape(-1, 1).float()], 1)
-    cy = (ys // step).reshape(-1)
-    cx = (xs // step).reshape(-1)
-    # candidate centres: 3x3 neighbourhood of the pixel's grid cell
-    dy = torch.tensor([-1, -1, -1, 0, 0, 0, 1, 1, 1])
-    dx = torch.tensor([-1, 0, 1, -1, 0, 1, -1, 0, 1])
-    ny, nx = (cy[:, None] + dy).clamp(0, gy - 1), (cx[:, None] + dx).clamp(0, gx - 1)
-    cand = ny * gx + nx  # [P, 9]
-    # initial centres at cell centres
-    cys = (torch.arange(gy).float() * step + step / 2).clamp(max=h - 1)
-    cxs = (torch.arange(gx).float() * step + step / 2).clamp(max=w - 1)
-    cyy, cxx = torch.meshgrid(cys, cxs, indexing="ij")
-    col = image[cyy.long().reshape(-1), cxx.long().reshape(-1)].float()
-    centres = torch.cat([col, cyy.reshape(-1, 1), cxx.reshape(-1, 1)], 1)
-    sw = (cfg.compactness / step) ** 2
-    label = cand[:, 4]
-    for _ in range(cfg.iterations):
-        c = centres[cand]  # [P, 9, 5]
-        d = ((pix[:, None, :3] - c[..., :3]) ** 2).sum(-1) + sw * ((pix[:, None, 3:] - c[..., 3:]) ** 2).sum(-1)
-        label = cand.gather(1, d.argmin(1, keepdim=True)).squeeze(1)
-        s = torch.zeros_like(centres).index_add_(0, label, pix)
-        n = torch.zeros(centres.shape[0]).index_add_(0, label, torch.ones(label.shape[0]))
-        keep = n > 0
-        centres[keep] = s[keep] / n[keep, None]
-    _, compact = torch.unique(label, return_inverse=True)
-    return compact.view(h, w)
+    img = np.ascontiguousarray(torch.as_tensor(image).float().numpy())
+    label = slic_labels(img, step, np.float32((cfg.compactness / step) ** 2), int(cfg.iterations), _DY, _DX)
+    _, compact = np.unique(label, return_inverse=True)
+    return torch.from_numpy(compact.reshape(h, w).astype(np.int64))
 
 
 def _find(parent: list[int], a: int) -> int:
@@ -78,7 +60,9 @@ def merge_regions(image: torch.Tensor, labels: torch.Tensor, cfg: ProposalConfig
     pairs = torch.cat([torch.stack([labels[:, :-1].reshape(-1), labels[:, 1:].reshape(-1)], 1),
                        torch.stack([labels[:-1].reshape(-1), labels[1:].reshape(-1)], 1)])
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    pairs = torch.unique(torch.sort(pairs, 1).values, dim=0)
+    pairs = torch.sort(pairs, 1).values
+    key = torch.unique(pairs[:, 0] * n + pairs[:, 1])  # 1-D: the same sorted rows as unique(dim=0), much faster
+    pairs = torch.stack([key // n, key % n], 1)
     dist = (mean[pairs[:, 0]] - mean[pairs[:, 1]]).norm(dim=1)
     order = torch.argsort(dist, stable=True)
     parent = list(range(n))

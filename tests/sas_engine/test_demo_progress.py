@@ -78,3 +78,34 @@ def test_cold_build_with_workers_opens_rooms_one_by_one(tmp_path):
     again = []
     assert demo.build_demo(store, data_root=tmp_path / "data", max_scenes=2, workers=2,
                            on_scene=lambda sid, folder: again.append(sid)) == ids
+
+
+def test_run_split_sends_cold_rooms_to_the_workers_even_when_the_table_is_shipped(tmp_path, monkeypatch):
+    """With the capability table already on disk (shipped), a room whose fusions were never stored still goes to
+    the worker pool at once, all remaining rooms with it; a room with every fusion stored runs in-process."""
+    from types import SimpleNamespace
+
+    import sas_engine.pipeline as pl
+    from sas_engine.store import ArtefactStore
+
+    pooled, in_process = [], []
+    monkeypatch.setattr(pl, "build_teachers", lambda cfg: [SimpleNamespace(name="t1"), SimpleNamespace(name="t2")])
+    monkeypatch.setattr(pl, "ensure_capability", lambda *a, **k: None)
+    monkeypatch.setattr(pl, "run_scene", lambda store, scene, *a, **k: in_process.append(scene.scene_id))
+    monkeypatch.setattr(pl, "_run_split_parallel",
+                        lambda store, paths, *a, **k: pooled.append([str(p) for p in paths]) or list(paths))
+    monkeypatch.setattr("sas_engine.io.load_scene",
+                        lambda p, dataset=None: SimpleNamespace(scene_id=str(p), frames=[0]))
+    store = ArtefactStore(tmp_path)
+    assert pl.run_split(store, ["r1", "r2", "r3"], pl.PipelineConfig(), workers=2) == ["r1", "r2", "r3"]
+    assert pooled == [["r1", "r2", "r3"]] and in_process == []
+    for name in ("t1", "t2", "sas", "add", "linear"):
+        store.scene_dir("r1").mkdir(parents=True, exist_ok=True)
+        store.path("r1", f"fused.{name}").write_bytes(b"")
+    pooled.clear()
+    assert pl.run_split(store, ["r1", "r2", "r3"], pl.PipelineConfig(), workers=2) == ["r1", "r2", "r3"]
+    assert in_process == ["r1"] and pooled == [["r2", "r3"]]
+    pooled.clear()
+    in_process.clear()
+    pl.run_split(store, ["r2", "r3"], pl.PipelineConfig(), workers=1)  # one worker: never a pool
+    assert pooled == [] and in_process == ["r2", "r3"]
