@@ -77,9 +77,10 @@ def class_balance_weights(targets: list[tuple[torch.Tensor, torch.Tensor]], text
 
 
 def label_kd_loss(f3d: torch.Tensor, target: torch.Tensor, text: torch.Tensor, temperature: float,
-                  weight: torch.Tensor | None = None) -> torch.Tensor:
+                  weight: torch.Tensor | None = None, target_temperature: float = 0.0) -> torch.Tensor:
     """Knowledge distillation over the label set: KL(softmax(t . T / temperature) || softmax(f . T / temperature))
     per row with L2-normalised target ``t``, feature ``f`` and class texts ``T`` [K, C], (weighted) mean over rows.
+    ``target_temperature`` > 0 sharpens (or flattens) the target's softmax with its own temperature.
 
     The cosine loss weighs every direction of the 384-d feature alike, so a small angle between two close class
     texts (curtain and shower curtain: cosine 0.88) costs almost nothing to get wrong; this term is measured in
@@ -87,7 +88,7 @@ def label_kd_loss(f3d: torch.Tensor, target: torch.Tensor, text: torch.Tensor, t
     if f3d.shape[0] == 0:
         return f3d.sum() * 0
     t = F.normalize(text.float(), dim=-1)
-    p_t = F.softmax(F.normalize(target.float(), dim=-1) @ t.T / temperature, dim=-1)
+    p_t = F.softmax(F.normalize(target.float(), dim=-1) @ t.T / (target_temperature or temperature), dim=-1)
     log_s = F.log_softmax(F.normalize(f3d, dim=-1) @ t.T / temperature, dim=-1)
     kl = (p_t * (p_t.clamp_min(1e-12).log() - log_s)).sum(-1)
     if weight is None:
@@ -167,19 +168,31 @@ def pseudo_labels(history: torch.Tensor, seg: torch.Tensor, text: torch.Tensor,
     return point, sp, confident_mask(s_point, point, keep), confident_mask(s_sp, sp, keep)
 
 
-def stage2_loss(f3d, seg, text, history, *, temperature: float = 0.1, keep: float = 1.0) -> tuple[torch.Tensor, dict]:
+def stage2_loss(f3d, seg, text, history, *, temperature: float = 0.1, keep: float = 1.0,
+                soft_temperature: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Stage 2, temporal-ensembling self-distillation:
     CE(F3D . T, pseudo_point) + CE(mean_sp(F3D) . T, pseudo_sp), with pseudo labels from the history.
 
     Logits use L2-normalised features and text divided by ``temperature`` (the paper leaves the scale open,
     docs/method.md section 6; cosine logits in [-1, 1] would give almost no gradient). ``keep`` < 1 counts only the
     most confident pseudo labels of each class (see :func:`confident_mask`); 1 counts all of them, as the paper does.
+
+    ``soft_temperature`` > 0 replaces the hard labels by the history's whole class distribution (softmax of its
+    cosines to ``text`` at that temperature): KL(p_H || p_F3D) on every point and on every superpoint's mean, so
+    an uncertain history point teaches its uncertainty instead of its argmax (``keep`` is then unused). The loss
+    keeps the same part names, so logs compare across both forms.
     """
     cseg, num = compact_ids(seg)
+    sp_f = segment_mean(f3d, cseg, num)
+    if soft_temperature > 0:
+        h = history.float()
+        l_pt = label_kd_loss(f3d, h, text, temperature, target_temperature=soft_temperature)
+        l_sp = label_kd_loss(sp_f, segment_mean(h, cseg, num), text, temperature,
+                             target_temperature=soft_temperature)
+        return l_pt + l_sp, {"loss_ce_point": float(l_pt.detach()), "loss_ce_superpoint": float(l_sp.detach())}
     p_point, p_sp, m_point, m_sp = pseudo_labels(history, seg, text, keep)
     logits = F.normalize(f3d, dim=-1) @ text.T / temperature
     l_pt = F.cross_entropy(logits[m_point], p_point[m_point])
-    sp_f = segment_mean(f3d, cseg, num)
     l_sp = F.cross_entropy(F.normalize(sp_f[m_sp], dim=-1) @ text.T / temperature, p_sp[m_sp])
     return l_pt + l_sp, {"loss_ce_point": float(l_pt.detach()), "loss_ce_superpoint": float(l_sp.detach())}
 

@@ -83,6 +83,11 @@ class DistillConfig:
     """Fraction of the stage-2 pseudo labels counted, per pseudo class, the most confident first (margin between
     the history's best and second-best class score). 1 counts all of them, as the paper does; lower values keep a
     weak stage-1 model from training on its own least certain guesses."""
+    stage2_soft_temperature: float = 0.0
+    """0 = the stage-2 terms are cross-entropies to hard pseudo labels (the history's argmax; the paper's loss).
+    > 0 = KL divergences to the history's class distribution, its cosines to the label set's text at this
+    temperature (the student's side stays at ``temperature``; lower sharpens the targets), on every point and
+    superpoint (:func:`sas_engine.distill.losses.stage2_loss`; ``pseudo_keep`` then unused)."""
     augment: bool = True
     """OpenScene's augmentation (rotation, scale, flips) during training."""
     crop_points: int = 0
@@ -323,7 +328,7 @@ class DistillTrainer:
                     view = torch.nn.functional.normalize(f3d, dim=-1) if cfg.history_unit else f3d
                     hist[rows] = ema_update(hist[rows], view, cfg.alpha)
                     l2, p2 = stage2_loss(f3d, sp, self.text, hist[rows], temperature=cfg.temperature,
-                                         keep=cfg.pseudo_keep)
+                                         keep=cfg.pseudo_keep, soft_temperature=cfg.stage2_soft_temperature)
                     l, p = cfg.stage1_weight_stage2 * l + cfg.stage2_weight * l2, {**p, **p2}
                 loss = loss + l / len(batch)
                 for k, v in p.items():

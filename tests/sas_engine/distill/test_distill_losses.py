@@ -85,3 +85,24 @@ def test_ema_update():
     h = torch.zeros(2, 2, dtype=torch.float16)
     out = ema_update(h, torch.ones(2, 2), 0.75)
     assert out.dtype == torch.float16 and torch.allclose(out.float(), torch.full((2, 2), 0.25))
+
+
+def test_stage2_soft_targets_teach_the_history_distribution():
+    torch.manual_seed(0)
+    text = F.normalize(torch.randn(4, 6), dim=1)
+    hist = torch.randn(30, 6)
+    seg = torch.randint(0, 5, (30,))
+    f3d = torch.randn(30, 6, requires_grad=True)
+    # a student pointing where the history points has nothing left to learn, whatever the norms
+    same, _ = stage2_loss(hist * 3.0, seg, text, hist, temperature=0.1, soft_temperature=0.1)
+    assert abs(same.item()) < 1e-5
+    # with a near-zero target temperature the target is the history's argmax: the hard loss counting every label
+    sharp, parts = stage2_loss(f3d, seg, text, hist, temperature=0.1, soft_temperature=1e-4)
+    hard, hparts = stage2_loss(f3d, seg, text, hist, temperature=0.1, keep=1.0)
+    assert abs(parts["loss_ce_point"] - hparts["loss_ce_point"]) < 1e-4
+    assert abs(parts["loss_ce_superpoint"] - hparts["loss_ce_superpoint"]) < 1e-4
+    # soft targets carry the history's uncertainty: a flatter target costs the (peaked) wrong student less
+    soft, _ = stage2_loss(f3d, seg, text, hist, temperature=0.1, soft_temperature=0.1)
+    assert 0 < soft.item() < sharp.item()
+    soft.backward()
+    assert f3d.grad.abs().sum() > 0
