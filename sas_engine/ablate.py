@@ -84,8 +84,8 @@ class AblateConfig:
     """Weight of the stage-1 terms in row (c)'s stage-2 epochs (:class:`DistillConfig`; paper: 1)."""
     pseudo_keep: float = 0.1
     """Fraction of row (c)'s pseudo labels counted per class, most confident first (:class:`DistillConfig`). Chosen on
-    the 6 ``teach`` rooms from 1 / 0.5 / 0.25 / 0.1 (best single-pass mIoU over 9 epochs 41.88 / 43.23 / 43.82 /
-    44.00, from stage 1's 42.67; README, "Stage 2 re-examined"); 0.5 before."""
+    the 6 ``teach`` rooms from 1 / 0.5 / 0.25 / 0.1 (best single-pass mIoU there 41.88 / 43.23 / 43.82 / 44.00,
+    each at epoch 6, from stage 1's 42.67; README, "Stage 2 re-examined"); 0.5 before."""
     stage2_soft_temperature: float = 0.0
     """Row (c)'s stage-2 targets: 0 = hard pseudo labels, > 0 = the history's class distribution at this
     temperature (:class:`DistillConfig`)."""
