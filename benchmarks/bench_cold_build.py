@@ -14,6 +14,12 @@ average at start and end.
 
     python3 benchmarks/bench_cold_build.py            # 6 rooms, both builds
     python3 benchmarks/bench_cold_build.py --only new
+    python3 benchmarks/bench_cold_build.py --only new --cold-jit   # numba compiles every kernel, as on a new checkout
+
+numba caches its compiled kernels on disk (``cache=True``, in the package's ``__pycache__``), so after the first
+build on a machine the kernels load instead of compiling; ``--cold-jit`` points ``NUMBA_CACHE_DIR`` at an empty
+folder, so the build pays every compilation as a fresh clone's first start does (``jit_cache`` in the output says
+which was timed).
 """
 from __future__ import annotations
 
@@ -59,16 +65,20 @@ def main(argv=None) -> int:
     ap.add_argument("--rooms", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=MODES, default=None)
+    ap.add_argument("--cold-jit", action="store_true", help="empty numba cache: compile every kernel (a new checkout)")
     ap.add_argument("--child", choices=MODES, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(_child(args.child, args.rooms, args.workers)))
         return 0
-    out = {"load_start": _load(), "rooms": args.rooms, "workers": args.workers}
+    out = {"load_start": _load(), "rooms": args.rooms, "workers": args.workers,
+           "jit_cache": "empty (--cold-jit)" if args.cold_jit else "numba's on-disk cache as found"}
     for mode in [args.only] if args.only else MODES:
         with tempfile.TemporaryDirectory(prefix="sas_cold_") as tmp:
             env = {**os.environ, "SAS_BENCH_TMP": tmp, "SAS_TEXT_CACHE": str(Path(tmp) / "text"),
                    "SAS_DATA": str(Path(tmp) / "data")}
+            if args.cold_jit:
+                env["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba_cache")
             if mode == "baseline":
                 env["SAS_SHIPPED_TEXT_DIR"] = str(Path(tmp) / "no_shipped_text")
             t = time.perf_counter()
