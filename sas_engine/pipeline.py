@@ -385,6 +385,13 @@ def build_teachers(cfg: PipelineConfig) -> list:
     return [build_teacher(n, **cfg.teacher_kwargs.get(n, {})).to(cfg.device) for n in cfg.teachers]
 
 
+def fusion_artefacts(teachers: Sequence) -> list[str]:
+    """Names of the fusion artefacts :func:`run_scene` stores for a scene with frames: one ``fused.<teacher>`` per
+    teacher, and the combined modes when there are several teachers."""
+    names = [f"fused.{t.name}" for t in teachers]
+    return names + ([f"fused.{m}" for m in COMBINED_MODES] if len(teachers) > 1 else [])
+
+
 def run_scene(store: ArtefactStore, scene, cfg: PipelineConfig, teachers: Sequence, table,
               progress: bool = True, student: bool = True) -> list[str]:
     """Stages 1, 2-3, 5 and 6 for one scene (the capability table is computed once per run). Returns the artefact
@@ -399,11 +406,10 @@ def run_scene(store: ArtefactStore, scene, cfg: PipelineConfig, teachers: Sequen
         text = vocabulary_text(scene.label_set, cfg)
     fused = [fuse_teacher(store, scene, t, cfg, text, progress=progress) for t in teachers]
     names = [t.name for t in teachers]
-    made += [f"fused.{n}" for n in names]
     if len(teachers) > 1:
         for mode in COMBINED_MODES:
             fuse_combined(store, scene, mode, fused, names, table, cfg)
-            made.append(f"fused.{mode}")
+    made += fusion_artefacts(teachers)
     if student and ensure_student(store, scene, cfg) is not None:
         made.append(f"pred3d.{cfg.student_name}")
     return made
@@ -432,19 +438,18 @@ def run_split(store: ArtefactStore, scene_paths: Sequence, cfg: PipelineConfig, 
         table = ensure_capability(store, teachers, cfg)
     parallel = workers > 1 and torch.device(cfg.device).type == "cpu"
     slow = time.monotonic() - t0 > 3.0  # the table was not cached: a cold run, the scenes will not be either
-    fused = [t.name for t in teachers] + (list(COMBINED_MODES) if len(teachers) > 1 else [])
+    fused = fusion_artefacts(teachers)
     ids = []
     for i, p in enumerate(paths):
         t0 = time.monotonic()
-        scene = load_scene(p, dataset=dataset) if parallel and len(paths) - i > 1 and not slow else None
-        if scene is not None and len(scene.frames) and any(
-                not store.path(scene.scene_id, f"fused.{n}").exists() for n in fused):
-            slow = True  # a fusion of this scene was never stored (the table may be shipped): a cold scene
-        if parallel and len(paths) - i > 1 and slow:
+        pool = parallel and len(paths) - i > 1
+        scene = None if pool and slow else load_scene(p, dataset=dataset)
+        if pool and not slow and len(scene.frames):  # a fusion never stored (the table may be shipped): cold
+            slow = not all(store.path(scene.scene_id, n).exists() for n in fused)
+        if pool and slow:
             return ids + _run_split_parallel(store, paths[i:], cfg, progress, student, dataset,
                                              min(workers, len(paths) - i), done_before=i, total=len(paths),
                                              on_scene=on_scene)
-        scene = scene if scene is not None else load_scene(p, dataset=dataset)
         _report(progress, 0.1 + 0.9 * i / max(1, len(paths)), f"scene {scene.scene_id} ({i + 1}/{len(paths)})")
         run_scene(store, scene, cfg, teachers, table, student=student)
         ids.append(scene.scene_id)

@@ -14,7 +14,7 @@ _DX = np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1], np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
-def slic_labels(image, step, sw, iterations, dy, dx):
+def slic_labels(image, step, sw, iterations):
     """Centre index (0..gy*gx-1, not compacted) of each pixel of ``image`` float32 [H, W, 3] after ``iterations``
     assignment / update rounds on a grid of ``step`` px cells, spatial weight ``sw`` (float32). int64 [H * W]."""
     h, w = image.shape[0], image.shape[1]
@@ -50,8 +50,8 @@ def slic_labels(image, step, sw, iterations, dy, dx):
                 best = np.float32(np.inf)
                 pick = -1
                 for k in range(9):
-                    ny = min(max(cyc + dy[k], 0), gy - 1)
-                    nx = min(max(cxc + dx[k], 0), gx - 1)
+                    ny = min(max(cyc + _DY[k], 0), gy - 1)
+                    nx = min(max(cxc + _DX[k], 0), gx - 1)
                     c = ny * gx + nx
                     d0 = r - centres[c, 0]
                     d1 = g - centres[c, 1]

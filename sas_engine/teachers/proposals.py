@@ -34,12 +34,12 @@ def slic(image: torch.Tensor, cfg: ProposalConfig = ProposalConfig()) -> torch.T
     to the nearest of the 9 centres around its cell (colour distance + ``(compactness / step)^2`` x spatial
     distance, squared) and moves each centre to its pixels' mean. One numba pass per iteration
     (:func:`._proposal_kernels.slic_labels`)."""
-    from ._proposal_kernels import _DX, _DY, slic_labels
+    from ._proposal_kernels import slic_labels
 
     h, w, _ = image.shape
     step = max(2, int(round((h * w / cfg.n_segments) ** 0.5)))
     img = np.ascontiguousarray(torch.as_tensor(image).float().numpy())
-    label = slic_labels(img, step, np.float32((cfg.compactness / step) ** 2), int(cfg.iterations), _DY, _DX)
+    label = slic_labels(img, step, np.float32((cfg.compactness / step) ** 2), int(cfg.iterations))
     _, compact = np.unique(label, return_inverse=True)
     return torch.from_numpy(compact.reshape(h, w).astype(np.int64))
 
